@@ -1,0 +1,108 @@
+"""The runtime interface every backend implements, and the tensor vocabulary they share.
+
+A runtime turns a stored model file into a loaded session and runs it on numpy arrays.
+Backend libraries (onnxruntime, tensorrt, ...) are imported lazily inside each backend
+module so that importing this file stays cheap.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# KServe v2 datatype name <-> numpy dtype. BYTES (variable-length strings) is not served.
+KSERVE_TO_NUMPY: dict[str, np.dtype] = {
+    "BOOL": np.dtype(np.bool_),
+    "UINT8": np.dtype(np.uint8),
+    "UINT16": np.dtype(np.uint16),
+    "UINT32": np.dtype(np.uint32),
+    "UINT64": np.dtype(np.uint64),
+    "INT8": np.dtype(np.int8),
+    "INT16": np.dtype(np.int16),
+    "INT32": np.dtype(np.int32),
+    "INT64": np.dtype(np.int64),
+    "FP16": np.dtype(np.float16),
+    "FP32": np.dtype(np.float32),
+    "FP64": np.dtype(np.float64),
+}
+NUMPY_TO_KSERVE: dict[np.dtype, str] = {v: k for k, v in KSERVE_TO_NUMPY.items()}
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """Name, KServe datatype and shape of one model input or output (-1 = dynamic)."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+
+    @property
+    def numpy_dtype(self) -> np.dtype:
+        return KSERVE_TO_NUMPY[self.datatype]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TensorSpec:
+        return cls(data["name"], data["datatype"], tuple(int(d) for d in data["shape"]))
+
+
+@dataclass(frozen=True)
+class Signature:
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+    def input(self, name: str) -> TensorSpec | None:
+        return next((t for t in self.inputs if t.name == name), None)
+
+    def output(self, name: str) -> TensorSpec | None:
+        return next((t for t in self.outputs if t.name == name), None)
+
+
+@dataclass(frozen=True)
+class RuntimeDescription:
+    """What a runtime really runs on, for `describe()` and metric labels."""
+
+    name: str
+    version: str
+    device: str
+    accelerated: bool
+    details: dict[str, str] = field(default_factory=dict)
+
+
+class Session(abc.ABC):
+    """A loaded model, ready to run. Thread-safe: `run` may be called concurrently."""
+
+    signature: Signature
+
+    @abc.abstractmethod
+    def run(
+        self, inputs: dict[str, np.ndarray], output_names: list[str] | None = None
+    ) -> dict[str, np.ndarray]:
+        """Run once. Inputs are already validated against `signature`."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release what the session holds."""
+
+
+class Runtime(abc.ABC):
+    """A backend that can load model files of some formats into sessions."""
+
+    name: str
+    formats: frozenset[str]
+
+    @abc.abstractmethod
+    def available(self) -> str | None:
+        """None when usable on this host, else a sentence saying what is missing."""
+
+    @abc.abstractmethod
+    def load(self, model_path: Path, options: dict[str, Any] | None = None) -> Session:
+        """Load the model file (or extracted bundle's .onnx) at `model_path`."""
+
+    @abc.abstractmethod
+    def describe(self) -> RuntimeDescription: ...

@@ -1,0 +1,1 @@
+"""The Pareto gateway process. Importing this package must not import torch."""

@@ -1,0 +1,58 @@
+"""All process settings in one pydantic-settings class (environment prefix PARETO_)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MiB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PARETO_", extra="forbid", frozen=True)
+
+    host: str = Field("0.0.0.0", description="Address the gRPC and metrics servers bind to.")
+    port: int = Field(8001, ge=0, le=65535, description="gRPC port (0 = pick a free one).")
+    metrics_port: int = Field(8002, ge=0, le=65535, description="Prometheus /metrics HTTP port.")
+    data_dir: Path = Field(Path(".pareto"), description="Blob store and metadata database.")
+    max_model_bytes: int = Field(4 * 1024 * MiB, gt=0, description="Largest accepted upload.")
+    grpc_max_message_bytes: int = Field(
+        64 * MiB, ge=4 * MiB, description="Largest gRPC message received or sent."
+    )
+    grpc_workers: int = Field(16, ge=1, le=1024, description="Threads serving gRPC calls.")
+    ort_intra_op_threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads.")
+    ort_inter_op_threads: int = Field(0, ge=0, description="ONNX Runtime inter-op threads.")
+    ort_graph_optimization_level: Literal["disable", "basic", "extended", "all"] = "all"
+    load_on_demand: bool = Field(True, description="Load a model on its first inference.")
+    measure_memory: bool = Field(
+        True, description="Measure each loaded model's memory in a child process."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    def ort_options(self) -> dict[str, object]:
+        """Session options handed to the ONNX Runtime CPU runtime."""
+        return {
+            "intra_op_threads": self.ort_intra_op_threads,
+            "inter_op_threads": self.ort_inter_op_threads,
+            "graph_optimization_level": self.ort_graph_optimization_level,
+        }
+
+
+class SettingsError(ValueError):
+    """Bad settings; the message names each offending setting as its environment variable."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build Settings from the environment plus explicit overrides (e.g. CLI flags)."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"])
+            problems.append(f"PARETO_{field.upper()} (--{field.replace('_', '-')}): {err['msg']}")
+        raise SettingsError("invalid settings:\n  " + "\n  ".join(problems)) from None

@@ -1,0 +1,1 @@
+"""Persistent state: content-addressed blobs on disk plus a metadata repository."""
