@@ -1,0 +1,213 @@
+"""Validate an uploaded model file and read its signature, before it becomes visible.
+
+- onnx: a single self-contained ONNX file, checked with `onnx.checker` by path.
+- onnx_bundle: an archive holding one .onnx plus its external-data files; extracted with
+  the safe extractor, every external-data location confined to the bundle.
+- torch_export: a torch.export .pt2 archive; never unpickled. A torch-free structural check
+  runs here, then `runtimes.pt2_inspect` loads it in a subprocess (torch stays out of the
+  server process and a crash or hang there cannot take the server down).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from runtimes import pt2_inspect
+from runtimes.base import Signature, TensorSpec
+from service.errors import InvalidArgument
+from service.store.bundles import find_onnx, safe_extract
+from service.store.repository import (
+    FORMAT_ONNX,
+    FORMAT_ONNX_BUNDLE,
+    FORMAT_TORCH_EXPORT,
+    FORMATS,
+)
+
+PT2_INSPECT_TIMEOUT_S = 120
+_PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# ONNX TensorProto.DataType value -> KServe v2 datatype (values fixed by the ONNX spec).
+_ONNX_TO_KSERVE = {
+    1: "FP32",
+    2: "UINT8",
+    3: "INT8",
+    4: "UINT16",
+    5: "INT16",
+    6: "INT32",
+    7: "INT64",
+    9: "BOOL",
+    10: "FP16",
+    11: "FP64",
+    12: "UINT32",
+    13: "UINT64",
+}
+
+
+def inspect_model(path: Path, fmt: str, work_dir: Path, max_unpacked_bytes: int) -> Signature:
+    """Check the model file at `path` is a valid model of format `fmt` and return its
+    signature. `work_dir` is scratch space the caller creates or not, and removes."""
+    if fmt == FORMAT_ONNX:
+        return _inspect_onnx(path, bundle_root=None)
+    if fmt == FORMAT_ONNX_BUNDLE:
+        work_dir.mkdir(parents=True, exist_ok=True)
+        safe_extract(path, work_dir, max_unpacked_bytes)
+        return _inspect_onnx(find_onnx(work_dir), bundle_root=work_dir)
+    if fmt == FORMAT_TORCH_EXPORT:
+        return _inspect_pt2(path, work_dir, max_unpacked_bytes)
+    raise InvalidArgument(f"format {fmt!r} is not supported; accepted: {', '.join(FORMATS)}")
+
+
+# -- ONNX --------------------------------------------------------------------------------
+
+
+def _inspect_onnx(path: Path, bundle_root: Path | None) -> Signature:
+    import onnx
+
+    what = "uploaded file" if bundle_root is None else f"bundle member {_rel(path, bundle_root)!r}"
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as e:
+        raise InvalidArgument(f"{what} is not a valid ONNX model: {_reason(e)}") from e
+    _check_external_data(model, path.parent, bundle_root)
+    try:
+        onnx.checker.check_model(str(path), full_check=False)
+    except Exception as e:
+        raise InvalidArgument(f"{what} is not a valid ONNX model: {_reason(e)}") from e
+    return onnx_signature(model)
+
+
+def _check_external_data(model: Any, base_dir: Path, bundle_root: Path | None) -> None:
+    """External data must be a relative path to a regular file inside the bundle."""
+    from onnx.external_data_helper import ExternalDataInfo, _get_all_tensors, uses_external_data
+
+    for tensor in _get_all_tensors(model):
+        if not uses_external_data(tensor):
+            continue
+        info = ExternalDataInfo(tensor)
+        where = f"tensor {tensor.name!r} stores its data in {info.location!r}"
+        if bundle_root is None:
+            raise InvalidArgument(
+                f"{where}: a plain onnx upload must be self-contained; upload the model "
+                "and its data files as an onnx_bundle archive"
+            )
+        _check_location(info, base_dir, bundle_root, where)
+
+
+def _check_location(info: Any, base_dir: Path, bundle_root: Path, where: str) -> None:
+    loc = PurePosixPath(info.location)
+    if not info.location or loc.is_absolute() or "\\" in info.location or ":" in info.location:
+        raise InvalidArgument(f"{where}, which is not a relative path inside the bundle")
+    if ".." in loc.parts:
+        raise InvalidArgument(f"{where}, which has a '..' component")
+    target = base_dir / loc
+    if target.is_symlink() or not target.is_file():
+        raise InvalidArgument(f"{where}, which is not a file in the bundle")
+    if not target.resolve().is_relative_to(bundle_root.resolve()):
+        raise InvalidArgument(f"{where}, which resolves outside the bundle")
+    size = target.stat().st_size
+    end = (info.offset or 0) + (info.length or 0)
+    if end > size:
+        raise InvalidArgument(f"{where} up to byte {end}, but that file has {size} bytes")
+
+
+def onnx_signature(model: Any) -> Signature:
+    """Graph inputs that are not initializers, and graph outputs, as TensorSpecs."""
+    graph = model.graph
+    constants = {t.name for t in graph.initializer}
+    constants |= {t.values.name for t in graph.sparse_initializer}
+    inputs = tuple(_onnx_spec(v, "input") for v in graph.input if v.name not in constants)
+    outputs = tuple(_onnx_spec(v, "output") for v in graph.output)
+    return Signature(inputs, outputs)
+
+
+def _onnx_spec(value_info: Any, kind: str) -> TensorSpec:
+    import onnx
+
+    name = value_info.name
+    if value_info.type.WhichOneof("value") != "tensor_type":
+        raise InvalidArgument(f"{kind} {name!r} is not a tensor; only tensors can be served")
+    tensor_type = value_info.type.tensor_type
+    datatype = _ONNX_TO_KSERVE.get(tensor_type.elem_type)
+    if datatype is None:
+        elem = onnx.TensorProto.DataType.Name(tensor_type.elem_type)
+        raise InvalidArgument(f"{kind} {name!r} has element type {elem}, which cannot be served")
+    if not tensor_type.HasField("shape"):
+        raise InvalidArgument(f"{kind} {name!r} has no shape (unknown rank); give it a rank")
+    shape = tuple(
+        d.dim_value if d.WhichOneof("value") == "dim_value" else -1 for d in tensor_type.shape.dim
+    )
+    return TensorSpec(name, datatype, shape)
+
+
+def _rel(path: Path, root: Path) -> str:
+    return str(path.relative_to(root))
+
+
+def _reason(e: Exception) -> str:
+    text = str(e).strip() or type(e).__name__
+    return text if len(text) <= 500 else text[:500] + "..."
+
+
+# -- torch.export ------------------------------------------------------------------------
+
+
+def _inspect_pt2(path: Path, work_dir: Path, max_unpacked_bytes: int) -> Signature:
+    try:
+        pt2_inspect.check_archive(path, max_unpacked_bytes)
+    except pt2_inspect.ArchiveRejected as e:
+        raise InvalidArgument(
+            f"uploaded file is not an acceptable torch.export archive: {e}"
+        ) from e
+    work_dir.mkdir(parents=True, exist_ok=True)
+    result = _run_pt2_inspector(path, work_dir, max_unpacked_bytes)
+    if "error" in result:
+        raise InvalidArgument(
+            f"uploaded file is not an acceptable torch.export archive: {result['error']}"
+        )
+    try:
+        inputs = tuple(TensorSpec.from_json(t) for t in result["inputs"])
+        outputs = tuple(TensorSpec.from_json(t) for t in result["outputs"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise InvalidArgument(f"torch.export inspector gave an unreadable answer: {e}") from e
+    return Signature(inputs, outputs)
+
+
+def _run_pt2_inspector(path: Path, work_dir: Path, max_unpacked_bytes: int) -> dict[str, Any]:
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PYTHONPATH": str(_PROJECT_ROOT),
+        "PYTHONNOUSERSITE": "1",
+        "HOME": str(work_dir),
+        "TMPDIR": str(work_dir),
+        "OMP_NUM_THREADS": "1",
+        "LANG": "C.UTF-8",
+    }
+    cmd = [sys.executable, "-m", "runtimes.pt2_inspect", str(path), str(max_unpacked_bytes)]
+    try:
+        proc = subprocess.run(
+            cmd,
+            cwd=_PROJECT_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=PT2_INSPECT_TIMEOUT_S,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as e:
+        raise InvalidArgument(
+            f"inspecting the torch.export archive took over {PT2_INSPECT_TIMEOUT_S} s"
+        ) from e
+    lines = proc.stdout.decode("utf-8", "replace").strip().splitlines()
+    try:
+        result = json.loads(lines[-1])
+        if isinstance(result, dict):
+            return result
+    except (IndexError, ValueError):
+        pass
+    tail = proc.stderr.decode("utf-8", "replace").strip()[-500:]
+    return {"error": f"the inspector exited with status {proc.returncode}: {tail}"}

@@ -1,0 +1,275 @@
+"""The model upload pipeline, protocol-neutral (the gRPC servicer only adapts to it).
+
+    with uploader.begin(UploadRequest(...)) as upload:   # header checked at once
+        for chunk in chunks:
+            upload.write(chunk)                          # streamed to tmp/, hashed
+        record = upload.finish()                         # verify, inspect, commit
+
+Nothing is visible until `finish` returns: bytes go to a staging file under the blob
+store's tmp/, are checked (size, sha256, model validity), the blob is committed (atomic
+rename) and only then the metadata row is written. Leaving the `with` block without
+`finish` (an exception, a client disconnect) aborts and removes the staging file. After a
+crash, `recover_store` removes staging leftovers and blobs no record refers to.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import re
+import shutil
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import BinaryIO
+
+from runtimes.base import Signature
+from service.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ParetoError,
+    ResourceExhausted,
+)
+from service.model_inspect import inspect_model
+from service.store.blobs import BlobStore, check_sha256
+from service.store.repository import FORMATS, ModelRecord, ModelRepository
+from service.store.sqlite_repository import already_exists_message
+
+_NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}")
+_LABEL_KEY_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9_./-]{0,126}[A-Za-z0-9])?")
+MAX_LABELS = 64
+MAX_LABEL_VALUE_CHARS = 256
+MAX_DESCRIPTION_CHARS = 4096
+
+
+@dataclass(frozen=True)
+class UploadRequest:
+    name: str
+    format: str
+    size_bytes: int
+    sha256: str
+    description: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    new_version: bool = False
+
+
+def validate_model_name(name: str) -> str:
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
+        raise InvalidArgument(
+            f"name must match [a-zA-Z0-9][a-zA-Z0-9_.-]{{0,127}}, got {str(name)[:200]!r}"
+        )
+    return name
+
+
+def _validate_labels(labels: dict[str, str]) -> None:
+    if len(labels) > MAX_LABELS:
+        raise InvalidArgument(f"labels: at most {MAX_LABELS} labels, got {len(labels)}")
+    for key, value in labels.items():
+        if not isinstance(key, str) or not _LABEL_KEY_RE.fullmatch(key):
+            raise InvalidArgument(
+                f"label key {str(key)[:200]!r} must be 1-128 characters of letters, digits "
+                "and '_.-/', starting and ending with a letter or digit"
+            )
+        if not isinstance(value, str) or len(value) > MAX_LABEL_VALUE_CHARS:
+            raise InvalidArgument(
+                f"label {key!r}: value must be a string of at most {MAX_LABEL_VALUE_CHARS} "
+                f"characters, got {len(str(value))}"
+            )
+        if not value.isprintable():
+            raise InvalidArgument(f"label {key!r}: value contains control characters")
+
+
+def validate_request(req: UploadRequest, max_model_bytes: int) -> None:
+    """Header checks that need neither the bytes nor the repository."""
+    validate_model_name(req.name)
+    if req.format not in FORMATS:
+        raise InvalidArgument(
+            f"format must be one of {', '.join(FORMATS)}, got {str(req.format)[:100]!r}"
+        )
+    if not isinstance(req.size_bytes, int) or req.size_bytes <= 0:
+        raise InvalidArgument(f"size_bytes must be > 0, got {req.size_bytes!r}")
+    if req.size_bytes > max_model_bytes:
+        raise ResourceExhausted(
+            f"size_bytes={req.size_bytes} exceeds the limit PARETO_MAX_MODEL_BYTES="
+            f"{max_model_bytes}"
+        )
+    check_sha256(req.sha256)
+    if len(req.description) > MAX_DESCRIPTION_CHARS:
+        raise InvalidArgument(
+            f"description must be at most {MAX_DESCRIPTION_CHARS} characters, "
+            f"got {len(req.description)}"
+        )
+    _validate_labels(req.labels)
+
+
+class Uploader:
+    def __init__(
+        self,
+        blobs: BlobStore,
+        repo: ModelRepository,
+        max_model_bytes: int,
+        max_unpacked_bytes: int | None = None,
+    ) -> None:
+        self.blobs = blobs
+        self.repo = repo
+        self.max_model_bytes = max_model_bytes
+        # A bundle may unpack larger than it was sent (compression), within reason.
+        self.max_unpacked_bytes = max_unpacked_bytes or 4 * max_model_bytes
+
+    def begin(self, req: UploadRequest) -> Upload:
+        """Validate the header and open the staging file. Fails fast on a taken name
+        (checked again, atomically, at commit)."""
+        validate_request(req, self.max_model_bytes)
+        if not req.new_version and self.repo.name_exists(req.name):
+            with contextlib.suppress(NotFound):  # deleted meanwhile: let it through
+                latest = self.repo.get_model(req.name).version
+                raise AlreadyExists(already_exists_message(req.name, latest))
+        return Upload(self, req)
+
+
+class Upload:
+    """One upload in progress. Not thread-safe: one stream feeds it."""
+
+    def __init__(self, uploader: Uploader, req: UploadRequest) -> None:
+        self._up = uploader
+        self.request = req
+        self.bytes_received = 0
+        self._hash = hashlib.sha256()
+        self._staging = uploader.blobs.new_staging_path()
+        self._work_dir = uploader.blobs.new_staging_path()
+        self._file: BinaryIO | None = open(self._staging, "xb")  # noqa: SIM115 - closed in finish/abort
+        self._state = "open"
+
+    def __enter__(self) -> Upload:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._state == "open":
+            self.abort()
+
+    def write(self, chunk: bytes) -> None:
+        self._require_open()
+        assert self._file is not None
+        received = self.bytes_received + len(chunk)
+        if received > self.request.size_bytes:
+            self.abort()
+            raise InvalidArgument(
+                f"upload of {self.request.name!r} sent more bytes than declared: "
+                f"size_bytes={self.request.size_bytes}, received at least {received}"
+            )
+        self._file.write(chunk)
+        self._hash.update(chunk)
+        self.bytes_received = received
+
+    def finish(self) -> ModelRecord:
+        """Verify size and sha256, inspect the model, then commit the blob (fsynced,
+        renamed into place) and only after that write the record."""
+        self._require_open()
+        try:
+            self._close_file()
+            self._verify_bytes()
+            signature = self._inspect()
+            record = self._commit(signature)
+        except BaseException:
+            self.abort()
+            raise
+        self._state = "finished"
+        return record
+
+    def abort(self) -> None:
+        """Drop everything this upload wrote. Safe to call more than once."""
+        if self._state == "finished":
+            return
+        self._state = "aborted"
+        with contextlib.suppress(OSError):
+            self._close_file()
+        self._staging.unlink(missing_ok=True)
+        shutil.rmtree(self._work_dir, ignore_errors=True)
+
+    # -- steps -------------------------------------------------------------------------
+
+    def _require_open(self) -> None:
+        if self._state != "open":
+            raise FailedPrecondition(f"upload of {self.request.name!r} is already {self._state}")
+
+    def _close_file(self) -> None:
+        if self._file is not None:
+            f, self._file = self._file, None
+            f.close()
+
+    def _verify_bytes(self) -> None:
+        req = self.request
+        if self.bytes_received != req.size_bytes:
+            raise InvalidArgument(
+                f"upload of {req.name!r} is incomplete: size_bytes={req.size_bytes} "
+                f"declared, {self.bytes_received} received"
+            )
+        got = self._hash.hexdigest()
+        if got != req.sha256:
+            raise InvalidArgument(
+                f"upload of {req.name!r} is corrupt: sha256 {req.sha256} declared, {got} received"
+            )
+
+    def _inspect(self) -> Signature:
+        try:
+            return inspect_model(
+                self._staging, self.request.format, self._work_dir, self._up.max_unpacked_bytes
+            )
+        except ParetoError as e:
+            raise type(e)(f"model {self.request.name!r}: {e}") from e
+        finally:
+            shutil.rmtree(self._work_dir, ignore_errors=True)
+
+    def _commit(self, signature: Signature) -> ModelRecord:
+        req, blobs, repo = self.request, self._up.blobs, self._up.repo
+        record = ModelRecord(
+            name=req.name,
+            version=0,
+            format=req.format,
+            sha256=req.sha256,
+            size_bytes=req.size_bytes,
+            signature=signature,
+            description=req.description,
+            labels=dict(req.labels),
+        )
+        with blobs.lock:
+            existed = blobs.exists(req.sha256)
+            blobs.commit(self._staging, req.sha256)
+            try:
+                return repo.add_model(record, req.new_version)
+            except BaseException:
+                if not existed:
+                    _delete_if_unreferenced(blobs, repo, req.sha256)
+                raise
+
+
+def _delete_if_unreferenced(blobs: BlobStore, repo: ModelRepository, sha256: str) -> None:
+    """Best effort: if the repository cannot answer, `recover_store` collects it later."""
+    with contextlib.suppress(Exception):
+        if sha256 not in repo.referenced_blobs():
+            blobs.delete(sha256)
+
+
+def delete_model(
+    blobs: BlobStore, repo: ModelRepository, name: str, version: int = 0
+) -> list[ModelRecord]:
+    """Delete model records (version 0: all versions), then the blobs that no remaining
+    record refers to (two models may share one blob)."""
+    with blobs.lock:
+        deleted = repo.delete_model(name, version)
+        for sha in {r.sha256 for r in deleted}:
+            _delete_if_unreferenced(blobs, repo, sha)
+    return deleted
+
+
+def recover_store(blobs: BlobStore, repo: ModelRepository) -> list[str]:
+    """Start-up recovery after a crash: clear staging, collect orphan blobs."""
+    with blobs.lock:
+        blobs.clean_staging()
+        return blobs.garbage_collect(repo.referenced_blobs())
