@@ -1,0 +1,203 @@
+"""ONNX Runtime on the CPU (CPUExecutionProvider only).
+
+`onnxruntime` is imported inside functions so that importing this module (which the
+registry does to read `formats`) stays cheap.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from runtimes.base import Runtime, RuntimeDescription, Session, Signature, TensorSpec
+from service.errors import FailedPrecondition, Internal, InvalidArgument
+
+if TYPE_CHECKING:
+    import onnxruntime
+
+RUNTIME_NAME = "onnxruntime_cpu"
+PROVIDERS = ("CPUExecutionProvider",)
+
+# ORT NodeArg.type -> KServe datatype. Anything else (string, bfloat16, seq, map) is refused.
+ORT_TO_KSERVE: dict[str, str] = {
+    "tensor(bool)": "BOOL",
+    "tensor(uint8)": "UINT8",
+    "tensor(uint16)": "UINT16",
+    "tensor(uint32)": "UINT32",
+    "tensor(uint64)": "UINT64",
+    "tensor(int8)": "INT8",
+    "tensor(int16)": "INT16",
+    "tensor(int32)": "INT32",
+    "tensor(int64)": "INT64",
+    "tensor(float16)": "FP16",
+    "tensor(float)": "FP32",
+    "tensor(double)": "FP64",
+}
+
+
+class OrtOptions(BaseModel):
+    """Per-deployment session options. 0 threads means "let ONNX Runtime decide"."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    intra_op_threads: int = Field(0, ge=0)
+    inter_op_threads: int = Field(0, ge=0)
+    graph_optimization_level: Literal["disable", "basic", "extended", "all"] = "all"
+    execution_mode: Literal["sequential", "parallel"] = "sequential"
+
+
+def parse_options(options: dict[str, Any] | OrtOptions | None) -> OrtOptions:
+    """Validate runtime options; InvalidArgument names each bad field and the value got."""
+    if isinstance(options, OrtOptions):
+        return options
+    if options is not None and not isinstance(options, dict):
+        raise InvalidArgument(
+            f"{RUNTIME_NAME} options must be a mapping, got {type(options).__name__}"
+        )
+    try:
+        return OrtOptions.model_validate(options or {})
+    except ValidationError as exc:
+        raise InvalidArgument("; ".join(_describe_error(e) for e in exc.errors())) from None
+
+
+def _describe_error(error: Any) -> str:
+    field = ".".join(str(part) for part in error["loc"])
+    if error["type"] == "extra_forbidden":
+        known = sorted(OrtOptions.model_fields)
+        return f"unknown {RUNTIME_NAME} option {field!r}; known options: {known}"
+    return f"{RUNTIME_NAME} option {field!r}: {error['msg']} (got {error['input']!r})"
+
+
+def session_options_from(
+    options: dict[str, Any] | OrtOptions | None,
+) -> onnxruntime.SessionOptions:
+    """The exact SessionOptions `OnnxRuntimeCpu.load` uses (for identical direct sessions)."""
+    import onnxruntime as ort
+
+    opts = parse_options(options)
+    levels = {
+        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }
+    modes = {
+        "sequential": ort.ExecutionMode.ORT_SEQUENTIAL,
+        "parallel": ort.ExecutionMode.ORT_PARALLEL,
+    }
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = opts.intra_op_threads
+    so.inter_op_num_threads = opts.inter_op_threads
+    so.graph_optimization_level = levels[opts.graph_optimization_level]
+    so.execution_mode = modes[opts.execution_mode]
+    so.log_severity_level = 3  # errors only: failures surface as exceptions anyway
+    return so
+
+
+def _tensor_spec(node_arg: Any, kind: str) -> TensorSpec:
+    datatype = ORT_TO_KSERVE.get(node_arg.type)
+    if datatype is None:
+        raise FailedPrecondition(
+            f"model {kind} {node_arg.name!r} has type {node_arg.type}, which {RUNTIME_NAME} "
+            f"cannot serve; supported types: {sorted(ORT_TO_KSERVE)}"
+        )
+    # Symbolic ("batch") and unknown (None) dims are dynamic.
+    shape = tuple(d if isinstance(d, int) and d >= 0 else -1 for d in node_arg.shape or ())
+    return TensorSpec(node_arg.name, datatype, shape)
+
+
+def signature_of(session: onnxruntime.InferenceSession) -> Signature:
+    return Signature(
+        inputs=tuple(_tensor_spec(a, "input") for a in session.get_inputs()),
+        outputs=tuple(_tensor_spec(a, "output") for a in session.get_outputs()),
+    )
+
+
+class OrtSession(Session):
+    """One InferenceSession. `InferenceSession.run` is thread safe, so no lock here."""
+
+    def __init__(self, session: onnxruntime.InferenceSession, options: OrtOptions) -> None:
+        self._session: onnxruntime.InferenceSession | None = session
+        self.options = options
+        self.signature = signature_of(session)
+        self._all_outputs = [t.name for t in self.signature.outputs]
+        from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
+
+        self._ort_invalid_argument: type[Exception] = ort_state.InvalidArgument
+
+    def run(
+        self, inputs: dict[str, np.ndarray], output_names: list[str] | None = None
+    ) -> dict[str, np.ndarray]:
+        session = self._session
+        if session is None:
+            raise FailedPrecondition(f"{RUNTIME_NAME} session is closed")
+        names = list(output_names) if output_names else self._all_outputs
+        try:
+            values = session.run(names, inputs)
+        except self._ort_invalid_argument as exc:
+            raise InvalidArgument(f"{RUNTIME_NAME} rejected the request: {exc}") from None
+        except Exception as exc:  # ORT's own error types share no base but Exception
+            raise Internal(f"{RUNTIME_NAME} failed to run the model: {exc}") from None
+        return dict(zip(names, values, strict=True))
+
+    def close(self) -> None:
+        self._session = None
+
+
+class OnnxRuntimeCpu(Runtime):
+    name = RUNTIME_NAME
+    formats = frozenset({"onnx", "onnx_bundle"})
+
+    def available(self) -> str | None:
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            return f"the onnxruntime package is not importable ({exc}); pip install onnxruntime"
+        if "CPUExecutionProvider" not in ort.get_available_providers():
+            return "onnxruntime is installed but has no CPUExecutionProvider"
+        return None
+
+    def load(self, model_path: Path, options: dict[str, Any] | None = None) -> OrtSession:
+        opts = parse_options(options)
+        path = _model_file(Path(model_path))
+        import onnxruntime as ort
+
+        try:
+            session = ort.InferenceSession(
+                str(path), sess_options=session_options_from(opts), providers=list(PROVIDERS)
+            )
+        except Exception as exc:  # InvalidProtobuf, InvalidGraph, Fail, NotImplemented, ...
+            raise FailedPrecondition(f"{RUNTIME_NAME} cannot load model {path}: {exc}") from None
+        return OrtSession(session, opts)
+
+    def describe(self) -> RuntimeDescription:
+        import onnxruntime as ort
+
+        return RuntimeDescription(
+            name=RUNTIME_NAME,
+            version=ort.__version__,
+            device="cpu",
+            accelerated=False,
+            details={
+                "providers": ",".join(PROVIDERS),
+                "available_providers": ",".join(ort.get_available_providers()),
+            },
+        )
+
+
+def _model_file(path: Path) -> Path:
+    """`path` itself, or the single .onnx file inside `path` when it is an extracted bundle."""
+    if path.is_dir():
+        found = sorted(path.glob("*.onnx"))
+        if len(found) != 1:
+            names = [p.name for p in found]
+            raise FailedPrecondition(
+                f"bundle directory {path} must hold exactly one .onnx file, got {names}"
+            )
+        return found[0]
+    if not path.is_file():
+        raise FailedPrecondition(f"model file {path} does not exist")
+    return path
