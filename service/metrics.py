@@ -15,9 +15,23 @@ _SERVING = ("model", "variant", "runtime")
 
 # Sub-millisecond buckets matter: small models answer in ~100 us on a CPU.
 _LATENCY_BUCKETS = (
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-    2.5, 5.0, 10.0,
-)  # fmt: skip
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
 
 INFERENCE_DURATION = Histogram(
     "pareto_inference_request_duration_seconds",

@@ -1,0 +1,1 @@
+"""The `pareto` command line."""

@@ -1,0 +1,112 @@
+"""A small client for the management API (`pareto.v1`), used by the CLI, tests and benches."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import grpc
+
+from pareto.v1 import common_pb2, models_pb2, models_pb2_grpc
+
+CHUNK_BYTES = 1024 * 1024
+
+_SUFFIX_FORMATS = {
+    ".onnx": common_pb2.MODEL_FORMAT_ONNX,
+    ".zip": common_pb2.MODEL_FORMAT_ONNX_BUNDLE,
+    ".tar": common_pb2.MODEL_FORMAT_ONNX_BUNDLE,
+    ".tgz": common_pb2.MODEL_FORMAT_ONNX_BUNDLE,
+    ".gz": common_pb2.MODEL_FORMAT_ONNX_BUNDLE,
+    ".pt2": common_pb2.MODEL_FORMAT_TORCH_EXPORT,
+}
+FORMAT_NAMES = {"onnx": 1, "onnx_bundle": 2, "torch_export": 3}
+
+
+def guess_format(path: Path) -> int:
+    """The ModelFormat enum value for a file name; ValueError when the suffix is unknown."""
+    try:
+        return _SUFFIX_FORMATS[path.suffix.lower()]
+    except KeyError:
+        known = ", ".join(sorted(_SUFFIX_FORMATS))
+        raise ValueError(
+            f"cannot tell the format of {path.name} (known suffixes: {known}); pass --format"
+        ) from None
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(CHUNK_BYTES):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class ParetoClient:
+    def __init__(self, address: str, max_message_bytes: int = 64 * 1024 * 1024) -> None:
+        self.address = address
+        self._channel = grpc.insecure_channel(
+            address,
+            options=[
+                ("grpc.max_receive_message_length", max_message_bytes),
+                ("grpc.max_send_message_length", max_message_bytes),
+            ],
+        )
+        self.models = models_pb2_grpc.ModelServiceStub(self._channel)
+
+    def upload(
+        self,
+        path: Path,
+        name: str,
+        fmt: int | str | None = None,
+        description: str = "",
+        labels: dict[str, str] | None = None,
+        new_version: bool = False,
+        progress: Callable[[int], None] | None = None,
+    ) -> models_pb2.Model:
+        """Stream a model file in chunks; `progress(n)` is called with each chunk's size."""
+        path = Path(path)
+        if isinstance(fmt, str):
+            fmt = FORMAT_NAMES[fmt]
+        header = models_pb2.UploadHeader(
+            name=name,
+            format=fmt or guess_format(path),
+            size_bytes=path.stat().st_size,
+            sha256=sha256_of(path),
+            description=description,
+            labels=labels or {},
+            new_version=new_version,
+        )
+        response = self.models.UploadModel(_upload_messages(path, header, progress))
+        return response.model
+
+    def list_models(self, label_selector: dict[str, str] | None = None) -> list[models_pb2.Model]:
+        request = models_pb2.ListModelsRequest(label_selector=label_selector or {})
+        return list(self.models.ListModels(request).models)
+
+    def get_model(self, name: str, version: int = 0) -> models_pb2.Model:
+        return self.models.GetModel(models_pb2.GetModelRequest(name=name, version=version))
+
+    def delete_model(self, name: str, version: int = 0) -> list[models_pb2.Model]:
+        request = models_pb2.DeleteModelRequest(name=name, version=version)
+        return list(self.models.DeleteModel(request).deleted)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> ParetoClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _upload_messages(
+    path: Path, header: models_pb2.UploadHeader, progress: Callable[[int], None] | None
+) -> Iterator[models_pb2.UploadModelRequest]:
+    yield models_pb2.UploadModelRequest(header=header)
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK_BYTES):
+            yield models_pb2.UploadModelRequest(chunk=chunk)
+            if progress:
+                progress(len(chunk))

@@ -1,0 +1,121 @@
+"""The `pareto` command: client commands talk to a gateway over gRPC."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+import grpc
+from google.protobuf.json_format import MessageToDict
+from rich.console import Console
+from rich.table import Table
+
+from pareto_cli.client import FORMAT_NAMES, ParetoClient
+from pareto_cli.infer import infer
+from pareto_cli.progress import upload_progress
+from pareto_cli.serve import serve
+
+server_option = click.option(
+    "--server",
+    envvar="PARETO_SERVER",
+    default="127.0.0.1:8001",
+    show_default=True,
+    help="Gateway address host:port (env PARETO_SERVER).",
+)
+
+
+class GrpcErrors(click.Group):
+    """Turns gRPC errors into one readable line and exit status 1."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except grpc.RpcError as exc:
+            click.echo(f"error: {exc.code().name}: {exc.details()}", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=GrpcErrors)
+def cli() -> None:
+    """Pareto: a model-compression gateway."""
+
+
+@cli.command()
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--name", required=True, help="Model name (also the KServe v2 model name).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(sorted(FORMAT_NAMES)),
+    default=None,
+    help="Default: from the file suffix.",
+)
+@click.option("--description", default="")
+@click.option("--label", "labels", multiple=True, help="key=value, repeatable.")
+@click.option("--new-version", is_flag=True, help="Add a version if the name exists.")
+@click.option("--json", "as_json", is_flag=True, help="Print the stored model as JSON.")
+@server_option
+def upload(path, name, fmt, description, labels, new_version, as_json, server) -> None:
+    """Upload a model file (.onnx, .zip/.tar bundle with external data, .pt2)."""
+    label_map = dict(_split_pair(item, "--label") for item in labels)
+    with ParetoClient(server) as client, upload_progress(path, name) as advance:
+        model = client.upload(path, name, fmt, description, label_map, new_version, advance)
+    if as_json:
+        click.echo(json.dumps(_to_dict(model), indent=2))
+    else:
+        click.echo(
+            f"uploaded {model.name} version {model.version} ({model.size_bytes} bytes, "
+            f"sha256 {model.sha256[:12]})"
+        )
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@server_option
+def models(as_json: bool, server: str) -> None:
+    """List uploaded models."""
+    with ParetoClient(server) as client:
+        records = client.list_models()
+    if as_json:
+        click.echo(json.dumps([_to_dict(m) for m in records], indent=2))
+        return
+    table = Table("name", "version", "format", "size", "inputs", "outputs", "created")
+    for m in records:
+        table.add_row(
+            m.name,
+            str(m.version),
+            _format_name(m.format),
+            f"{m.size_bytes / 1e6:.2f} MB",
+            _specs(m.inputs),
+            _specs(m.outputs),
+            m.created_at.ToDatetime().strftime("%F %T"),
+        )
+    Console().print(table)
+
+
+def _specs(specs) -> str:
+    return "\n".join(f"{t.name} {t.datatype}[{','.join(map(str, t.shape))}]" for t in specs)
+
+
+def _format_name(value: int) -> str:
+    return {v: k for k, v in FORMAT_NAMES.items()}.get(value, "unknown")
+
+
+def _to_dict(message) -> dict:
+    return MessageToDict(message, preserving_proto_field_name=True)
+
+
+def _split_pair(text: str, option: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise click.BadParameter(f"expected key=value, got {text!r}", param_hint=option)
+    return key, value
+
+
+cli.add_command(serve)
+cli.add_command(infer)
+
+if __name__ == "__main__":
+    cli()

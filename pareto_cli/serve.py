@@ -1,0 +1,52 @@
+"""`pareto serve`: run the gateway until SIGTERM/SIGINT, then stop gracefully."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import click
+
+from service.errors import ParetoError
+from service.settings import SettingsError, load_settings
+
+
+@click.command()
+@click.option("--host", default=None, help="Bind address (env PARETO_HOST, default 0.0.0.0).")
+@click.option("--port", type=int, default=None, help="gRPC port (env PARETO_PORT, default 8001).")
+@click.option("--metrics-port", type=int, default=None, help="Metrics port (PARETO_METRICS_PORT).")
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Store location (env PARETO_DATA_DIR, default ./.pareto).",
+)
+def serve(host: str | None, port: int | None, metrics_port: int | None, data_dir: Path | None):
+    """Run the gateway: management API, KServe v2 inference, health, reflection, metrics."""
+    from service.server import GatewayServer
+
+    try:
+        settings = load_settings(host=host, port=port, metrics_port=metrics_port, data_dir=data_dir)
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    server = GatewayServer(settings)
+    try:
+        server.start()
+    except (ParetoError, RuntimeError) as exc:
+        raise click.ClickException(f"cannot start: {exc}") from None
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    click.echo(
+        f"pareto listening on {settings.host}:{server.port} (metrics :{server.metrics_port})",
+        err=True,
+    )
+    stop.wait()
+    server.stop()
+    sys.exit(0)

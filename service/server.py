@@ -1,0 +1,124 @@
+"""Builds and runs the gateway: one gRPC port for everything, metrics on HTTP."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent import futures
+from importlib.metadata import PackageNotFoundError, version
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import start_http_server
+from tritonclient.grpc import service_pb2 as kserve_pb
+from tritonclient.grpc import service_pb2_grpc as kserve_grpc
+
+from pareto.v1 import models_pb2, models_pb2_grpc
+from service.catalog import ModelCatalog
+from service.datadir import DataDirLock
+from service.dataplane import DataPlane
+from service.interceptors import ErrorInterceptor
+from service.servicers.inference import InferenceServicer
+from service.servicers.models import ModelServicer
+from service.sessions import SessionManager
+from service.settings import Settings
+from service.store.blobs import BlobStore
+from service.store.sqlite_repository import SqliteRepository
+from service.uploads import Uploader, recover_store
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES = (
+    models_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,
+    kserve_pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name,
+    health.SERVICE_NAME,
+    reflection.SERVICE_NAME,
+)
+
+
+def package_version() -> str:
+    try:
+        return version("pareto-gateway")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+class GatewayServer:
+    """The whole process: store, sessions, gRPC servicers, health, reflection, metrics."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.port = 0
+        self.metrics_port = 0
+        self._ready = threading.Event()
+        self._lock = DataDirLock(settings.data_dir)
+        self._health = health.HealthServicer()
+
+    def start(self) -> None:
+        s = self.settings
+        self._lock.acquire()
+        self.blobs = BlobStore(s.data_dir)
+        self.repo = SqliteRepository(s.data_dir / "metadata.db")
+        orphans = recover_store(self.blobs, self.repo)
+        if orphans:
+            log.warning(
+                "removed %d blob(s) no record refers to (interrupted uploads)", len(orphans)
+            )
+        self.sessions = SessionManager(
+            self.repo, self.blobs, s.ort_options(), s.load_on_demand, s.measure_memory
+        )
+        self._grpc = self._build_grpc_server()
+        self.port = self._grpc.add_insecure_port(f"{_host(s.host)}:{s.port}")
+        self._grpc.start()
+        self._metrics_http, _ = start_http_server(s.metrics_port, addr=s.host)
+        self.metrics_port = self._metrics_http.server_port
+        self._ready.set()
+        for name in ("", *SERVICE_NAMES):
+            self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info(
+            "pareto serving gRPC on %s:%d, metrics on :%d", s.host, self.port, self.metrics_port
+        )
+
+    def _build_grpc_server(self) -> grpc.Server:
+        s = self.settings
+        server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=s.grpc_workers, thread_name_prefix="grpc"),
+            interceptors=[ErrorInterceptor()],
+            options=[
+                ("grpc.max_receive_message_length", s.grpc_max_message_bytes),
+                ("grpc.max_send_message_length", s.grpc_max_message_bytes),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        dataplane = DataPlane(self.sessions)
+        uploader = Uploader(self.blobs, self.repo, s.max_model_bytes)
+        models_pb2_grpc.add_ModelServiceServicer_to_server(
+            ModelServicer(uploader, self.repo, ModelCatalog(self.repo, self.blobs, self.sessions)),
+            server,
+        )
+        kserve_grpc.add_GRPCInferenceServiceServicer_to_server(
+            InferenceServicer(dataplane, package_version(), self._ready.is_set), server
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        reflection.enable_server_reflection(SERVICE_NAMES, server)
+        return server
+
+    def stop(self, grace: float = 5.0) -> None:
+        """Stop taking calls, let in-flight ones finish within `grace`, release everything."""
+        self._ready.clear()
+        self._health.enter_graceful_shutdown()
+        self._grpc.stop(grace).wait()
+        self._metrics_http.shutdown()
+        self._metrics_http.server_close()
+        self.sessions.close()
+        self.repo.close()
+        self._lock.release()
+        log.info("pareto stopped")
+
+    def wait(self) -> None:
+        self._grpc.wait_for_termination()
+
+
+def _host(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host

@@ -1,0 +1,1 @@
+"""Thin gRPC adapters: protobuf <-> domain objects, nothing else."""

@@ -1,0 +1,116 @@
+"""KServe v2 `inference.GRPCInferenceService`, on tritonclient's own generated stubs.
+
+An unmodified `tritonclient.grpc.InferenceServerClient` works against it: live, ready,
+metadata, infer (unary and streaming) and the model-repository extension.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from tritonclient.grpc import service_pb2 as pb
+from tritonclient.grpc import service_pb2_grpc as pb_grpc
+
+from runtimes import registry
+from service import kserve_codec
+from service.dataplane import DataPlane
+from service.errors import ParetoError
+from service.store.repository import ModelRecord
+
+SERVER_NAME = "pareto"
+EXTENSIONS = ("model_repository",)
+
+
+class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
+    def __init__(self, dataplane: DataPlane, version: str, is_ready: Callable[[], bool]) -> None:
+        self._dataplane = dataplane
+        self._version = version
+        self._is_ready = is_ready
+
+    def ServerLive(self, request: pb.ServerLiveRequest, context) -> pb.ServerLiveResponse:
+        return pb.ServerLiveResponse(live=True)
+
+    def ServerReady(self, request: pb.ServerReadyRequest, context) -> pb.ServerReadyResponse:
+        return pb.ServerReadyResponse(ready=self._is_ready())
+
+    def ServerMetadata(self, request, context) -> pb.ServerMetadataResponse:
+        return pb.ServerMetadataResponse(
+            name=SERVER_NAME, version=self._version, extensions=list(EXTENSIONS)
+        )
+
+    def ModelReady(self, request: pb.ModelReadyRequest, context) -> pb.ModelReadyResponse:
+        return pb.ModelReadyResponse(
+            ready=self._dataplane.model_ready(request.name, request.version)
+        )
+
+    def ModelMetadata(self, request: pb.ModelMetadataRequest, context):
+        record = self._dataplane.model(request.name, request.version)
+        return pb.ModelMetadataResponse(
+            name=record.name,
+            versions=[str(record.version)],
+            platform=_platform(record),
+            inputs=[kserve_codec.tensor_metadata(t) for t in record.signature.inputs],
+            outputs=[kserve_codec.tensor_metadata(t) for t in record.signature.outputs],
+        )
+
+    def ModelInfer(self, request: pb.ModelInferRequest, context) -> pb.ModelInferResponse:
+        return self._infer(request)
+
+    def ModelStreamInfer(
+        self, request_iterator: Iterator[pb.ModelInferRequest], context
+    ) -> Iterator[pb.ModelStreamInferResponse]:
+        # Triton semantics: a failed request reports its error in the stream, which goes on.
+        for request in request_iterator:
+            try:
+                yield pb.ModelStreamInferResponse(infer_response=self._infer(request))
+            except ParetoError as exc:
+                yield pb.ModelStreamInferResponse(error_message=f"{exc.code.name}: {exc}")
+
+    def _infer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
+        def decode(signature):
+            return (
+                kserve_codec.decode_inputs(request, signature),
+                kserve_codec.requested_outputs(request, signature),
+            )
+
+        result = self._dataplane.infer(request.model_name, request.model_version, decode)
+        return kserve_codec.encode_response(
+            result.record.name,
+            str(result.record.version),
+            request.id,
+            result.outputs,
+            {"pareto_runtime": result.runtime},
+        )
+
+    def RepositoryIndex(self, request: pb.RepositoryIndexRequest, context):
+        sessions = self._dataplane.sessions
+        index = []
+        for record in sessions.list_models():
+            ready = sessions.is_ready(record.name, record.version)
+            if request.ready and not ready:
+                continue
+            index.append(
+                pb.RepositoryIndexResponse.ModelIndex(
+                    name=record.name,
+                    version=str(record.version),
+                    state="READY" if ready else "UNAVAILABLE",
+                    reason="" if ready else "not loaded",
+                )
+            )
+        return pb.RepositoryIndexResponse(models=index)
+
+    def RepositoryModelLoad(self, request: pb.RepositoryModelLoadRequest, context):
+        self._dataplane.load(request.model_name)
+        return pb.RepositoryModelLoadResponse()
+
+    def RepositoryModelUnload(self, request: pb.RepositoryModelUnloadRequest, context):
+        self._dataplane.unload(request.model_name)
+        return pb.RepositoryModelUnloadResponse()
+
+
+def _platform(record: ModelRecord) -> str:
+    """Triton-style platform string of the runtime that serves this format."""
+    try:
+        return registry.runtime_for_format(record.format).name
+    except ParetoError:
+        return record.format
