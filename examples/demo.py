@@ -1,0 +1,215 @@
+"""End-to-end demo (`make demo`): serve, upload, infer with an unmodified Triton client.
+
+Starts `pareto serve` on free loopback ports with a fresh data dir under ./.demo, builds the
+digits CNN and MiniLM, uploads both with the `pareto upload` CLI, runs them through
+`tritonclient.grpc.InferenceServerClient` (checking every answer against ONNX Runtime run
+here), shows latencies and the gateway's `pareto_` metrics, then stops the server with
+SIGTERM and checks it exits 0. Any failure ends the demo with a message and exit status 1.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from bench.common import REPO_ROOT, GatewayError, GatewayProcess, fresh_dir, pareto_command
+
+DEMO_DIR = REPO_ROOT / ".demo"
+LATENCY_REQUESTS = 40
+SENTENCES = (
+    "A man is playing a guitar on stage.",
+    "Someone performs a song with a musical instrument.",
+    "The committee approved the budget for next year.",
+)
+console = Console()
+
+
+class DemoError(RuntimeError):
+    """A check of the demo failed; the message says which and what was seen."""
+
+
+def step(text: str) -> None:
+    console.print(f"\n[bold cyan]==>[/] [bold]{text}[/]")
+
+
+def upload_with_cli(path: Path, name: str, address: str) -> None:
+    """`pareto upload` as a user would type it (progress bar on a terminal)."""
+    args = [*pareto_command(), "upload", str(path), "--name", name, "--server", address]
+    done = subprocess.run(args, cwd=REPO_ROOT, check=False)
+    if done.returncode != 0:
+        raise DemoError(f"`pareto upload {path.name} --name {name}` exited {done.returncode}")
+
+
+def triton_infer(client: Any, model: str, inputs: dict[str, np.ndarray], output: str):
+    """One KServe v2 inference through the unmodified Triton gRPC client."""
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import np_to_triton_dtype
+
+    tensors = []
+    for name, array in inputs.items():
+        tensor = grpcclient.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
+        tensor.set_data_from_numpy(np.ascontiguousarray(array))
+        tensors.append(tensor)
+    requested = [grpcclient.InferRequestedOutput(output)]
+    return client.infer(model, tensors, outputs=requested).as_numpy(output)
+
+
+def ort_run(path: Path, inputs: dict[str, np.ndarray], output: str) -> np.ndarray:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run([output], inputs)[0]
+
+
+def check_close(what: str, got: np.ndarray, want: np.ndarray) -> None:
+    if got.shape != want.shape or not np.allclose(got, want, rtol=1e-4, atol=1e-5):
+        diff = float(np.abs(got - want).max()) if got.shape == want.shape else float("nan")
+        raise DemoError(
+            f"{what}: gateway output (shape {got.shape}) differs from ONNX Runtime "
+            f"(shape {want.shape}), max abs diff {diff:g}"
+        )
+
+
+def demo_digits(client: Any, digits: Any) -> dict[str, np.ndarray]:
+    """Classify a few held-out digits through the gateway; show predicted vs true."""
+    inputs = {"pixels": digits.X_test[:12]}
+    logits = triton_infer(client, "digits", inputs, "logits")
+    check_close("digits logits", logits, ort_run(digits.path, inputs, "logits"))
+    predicted, true = logits.argmax(axis=1), digits.y_test[:12]
+    table = Table("", *(str(i) for i in range(len(true))), title="digits: 12 held-out images")
+    table.add_row("true", *(str(t) for t in true))
+    table.add_row("predicted", *(_colored(p, t) for p, t in zip(predicted, true, strict=True)))
+    console.print(table)
+    console.print(f"held-out accuracy when built: {digits.accuracy:.1%}")
+    return {"pixels": digits.X_test[:1]}
+
+
+def _colored(predicted: int, true: int) -> str:
+    return f"[green]{predicted}[/]" if predicted == true else f"[red]{predicted}[/]"
+
+
+def demo_minilm(client: Any, path: Path) -> dict[str, np.ndarray]:
+    """Embed three sentences through the gateway; a related pair must score higher."""
+    from examples.models import tokenize
+
+    inputs = tokenize(SENTENCES, seq_len=32)
+    embeddings = triton_infer(client, "minilm", inputs, "embedding")
+    check_close("minilm embeddings", embeddings, ort_run(path, inputs, "embedding"))
+    related = float(embeddings[0] @ embeddings[1])
+    unrelated = float(embeddings[0] @ embeddings[2])
+    for label, (a, b), score in (("related", (0, 1), related), ("unrelated", (0, 2), unrelated)):
+        console.print(f"{label:>9}: cos={score:+.3f}  {SENTENCES[a]!r} ~ {SENTENCES[b]!r}")
+    if not related > unrelated:
+        raise DemoError(f"minilm: related pair cosine {related:.3f} <= unrelated {unrelated:.3f}")
+    return {k: v[:1] for k, v in inputs.items()}
+
+
+def p50_ms(client: Any, model: str, inputs: dict[str, np.ndarray], output: str) -> float:
+    times = []
+    for _ in range(LATENCY_REQUESTS):
+        start = time.perf_counter()
+        triton_infer(client, model, inputs, output)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times) * 1e3)
+
+
+def model_row(client: Any, name: str, path: Path, latency_ms: float) -> list[str]:
+    """One summary row: name, file size, inputs and outputs as the gateway reports them."""
+    meta = client.get_model_metadata(name)
+
+    def specs(tensors: Any) -> str:
+        return "\n".join(f"{t.name} {t.datatype}[{','.join(map(str, t.shape))}]" for t in tensors)
+
+    size = _human_bytes(path.stat().st_size)
+    return [name, size, specs(meta.inputs), specs(meta.outputs), f"{latency_ms:.2f}"]
+
+
+def _human_bytes(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 2**10:.1f} KiB"
+
+
+def show_metrics(url: str, limit: int = 24) -> None:
+    """The gateway's own series (pareto_*), without histogram buckets, for brevity."""
+    with urllib.request.urlopen(url, timeout=5) as response:
+        text = response.read().decode()
+    lines = [
+        line
+        for line in text.splitlines()
+        if line.startswith("pareto_") and "_bucket{" not in line and "_created" not in line
+    ]
+    if not lines:
+        raise DemoError(f"{url} has no pareto_ metrics")
+    console.print("\n".join(lines[:limit]), highlight=False, soft_wrap=True)
+    if len(lines) > limit:
+        console.print(f"... and {len(lines) - limit} more pareto_ lines")
+
+
+def run_demo(server: GatewayProcess) -> None:
+    import tritonclient.grpc as grpcclient
+
+    from examples.models import build_digits_cnn, export_minilm
+
+    step("building the demo models (cached in .demo/models)")
+    digits = build_digits_cnn(DEMO_DIR / "models" / "digits_cnn.onnx")
+    minilm = export_minilm(DEMO_DIR / "models" / "minilm.onnx")
+    step("uploading with `pareto upload`")
+    upload_with_cli(digits.path, "digits", server.address)
+    upload_with_cli(minilm.path, "minilm", server.address)
+    client = grpcclient.InferenceServerClient(server.address)
+    try:
+        if not (client.is_server_live() and client.is_server_ready()):
+            raise DemoError("gateway reports not live/ready over KServe v2")
+        step("digits CNN through tritonclient.grpc")
+        digit_one = demo_digits(client, digits)
+        step("MiniLM sentence embeddings through tritonclient.grpc")
+        sentence_one = demo_minilm(client, minilm.path)
+        step(f"latency: p50 of {LATENCY_REQUESTS} sequential batch-1 requests")
+        table = Table("model", "size", "inputs", "outputs", "p50 ms", title="served models")
+        for name, path, inputs, output in (
+            ("digits", digits.path, digit_one, "logits"),
+            ("minilm", minilm.path, sentence_one, "embedding"),
+        ):
+            table.add_row(*model_row(client, name, path, p50_ms(client, name, inputs, output)))
+        console.print(table)
+    finally:
+        client.close()
+    step(f"metrics excerpt from {server.metrics_url}")
+    show_metrics(server.metrics_url)
+
+
+def main() -> int:
+    from tritonclient.utils import InferenceServerException
+
+    server = GatewayProcess(fresh_dir(DEMO_DIR / "data"), DEMO_DIR / "server.log")
+    step(f"starting `pareto serve` (data dir {server.data_dir.relative_to(REPO_ROOT)})")
+    try:
+        server.start()
+        console.print(f"SERVING on {server.address}, metrics on {server.metrics_url}")
+        run_demo(server)
+        step("stopping the gateway (SIGTERM)")
+        code = server.stop()
+        if code != 0:
+            raise DemoError(f"gateway exited with code {code} after SIGTERM, expected 0")
+    except (DemoError, GatewayError, grpc.RpcError, InferenceServerException, OSError) as exc:
+        console.print(f"\n[bold red]demo failed:[/] {exc}")
+        tail = server.log_tail()
+        if tail:
+            console.print(f"[dim]last lines of {server.log_path}:[/]\n{tail}", highlight=False)
+        return 1
+    finally:
+        server.stop()
+    console.print("\n[bold green]demo finished: gateway stopped cleanly (exit code 0)[/]")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
