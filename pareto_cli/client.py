@@ -8,7 +8,14 @@ from pathlib import Path
 
 import grpc
 
-from pareto.v1 import common_pb2, models_pb2, models_pb2_grpc
+from pareto.v1 import (
+    common_pb2,
+    datasets_pb2_grpc,
+    jobs_pb2_grpc,
+    models_pb2,
+    models_pb2_grpc,
+    variants_pb2_grpc,
+)
 
 CHUNK_BYTES = 1024 * 1024
 
@@ -53,6 +60,9 @@ class ParetoClient:
             ],
         )
         self.models = models_pb2_grpc.ModelServiceStub(self._channel)
+        self.datasets = datasets_pb2_grpc.DatasetServiceStub(self._channel)
+        self.jobs = jobs_pb2_grpc.JobServiceStub(self._channel)
+        self.variants = variants_pb2_grpc.VariantServiceStub(self._channel)
 
     def upload(
         self,

@@ -14,13 +14,26 @@ from prometheus_client import start_http_server
 from tritonclient.grpc import service_pb2 as kserve_pb
 from tritonclient.grpc import service_pb2_grpc as kserve_grpc
 
-from pareto.v1 import models_pb2, models_pb2_grpc
+from pareto.v1 import (
+    datasets_pb2,
+    datasets_pb2_grpc,
+    jobs_pb2,
+    jobs_pb2_grpc,
+    models_pb2,
+    models_pb2_grpc,
+    variants_pb2,
+    variants_pb2_grpc,
+)
 from service.catalog import ModelCatalog
 from service.datadir import DataDirLock
 from service.dataplane import DataPlane
 from service.interceptors import ErrorInterceptor
+from service.jobs.scheduler import JobScheduler
+from service.servicers.datasets import DatasetServicer
 from service.servicers.inference import InferenceServicer
+from service.servicers.jobs import JobServicer
 from service.servicers.models import ModelServicer
+from service.servicers.variants import VariantServicer
 from service.sessions import SessionManager
 from service.settings import Settings
 from service.store.blobs import BlobStore
@@ -31,6 +44,9 @@ log = logging.getLogger(__name__)
 
 SERVICE_NAMES = (
     models_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,
+    datasets_pb2.DESCRIPTOR.services_by_name["DatasetService"].full_name,
+    jobs_pb2.DESCRIPTOR.services_by_name["JobService"].full_name,
+    variants_pb2.DESCRIPTOR.services_by_name["VariantService"].full_name,
     kserve_pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name,
     health.SERVICE_NAME,
     reflection.SERVICE_NAME,
@@ -68,9 +84,11 @@ class GatewayServer:
         self.sessions = SessionManager(
             self.repo, self.blobs, s.ort_options(), s.load_on_demand, s.measure_memory
         )
+        self.scheduler = JobScheduler(self.repo, s)
         self._grpc = self._build_grpc_server()
         self.port = self._grpc.add_insecure_port(f"{_host(s.host)}:{s.port}")
         self._grpc.start()
+        self.scheduler.start()
         self._metrics_http, _ = start_http_server(s.metrics_port, addr=s.host)
         self.metrics_port = self._metrics_http.server_port
         self._ready.set()
@@ -97,6 +115,15 @@ class GatewayServer:
             ModelServicer(uploader, self.repo, ModelCatalog(self.repo, self.blobs, self.sessions)),
             server,
         )
+        datasets_pb2_grpc.add_DatasetServiceServicer_to_server(
+            DatasetServicer(self.repo, self.blobs), server
+        )
+        jobs_pb2_grpc.add_JobServiceServicer_to_server(
+            JobServicer(self.repo, self.scheduler), server
+        )
+        variants_pb2_grpc.add_VariantServiceServicer_to_server(
+            VariantServicer(self.repo, self.blobs, self.sessions), server
+        )
         kserve_grpc.add_GRPCInferenceServiceServicer_to_server(
             InferenceServicer(dataplane, package_version(), self._ready.is_set), server
         )
@@ -109,6 +136,7 @@ class GatewayServer:
         self._ready.clear()
         self._health.enter_graceful_shutdown()
         self._grpc.stop(grace).wait()
+        self.scheduler.stop(grace)
         self._metrics_http.shutdown()
         self._metrics_http.server_close()
         self.sessions.close()

@@ -31,6 +31,15 @@ class Settings(BaseSettings):
         True, description="Measure each loaded model's memory in a child process."
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    job_concurrency: int = Field(1, ge=1, le=64, description="Compression jobs run at once.")
+    job_threads: int = Field(1, ge=1, description="torch/ORT threads of one job's worker.")
+    job_memory_limit_bytes: int = Field(
+        8 * 1024 * MiB, ge=256 * MiB, description="Address-space limit of one job's worker."
+    )
+    job_timeout_s: float = Field(3600.0, gt=0, description="Wall-time limit of one job.")
+    job_max_attempts: int = Field(
+        2, ge=1, description="Runs of a job interrupted by a restart before it is FAILED."
+    )
 
     def ort_options(self) -> dict[str, object]:
         """Session options handed to the ONNX Runtime CPU runtime."""

@@ -1,0 +1,1 @@
+"""Compression techniques: one module each, a frozen config class plus `apply()`."""

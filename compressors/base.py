@@ -1,0 +1,111 @@
+"""The technique interface and what a technique gets to work with.
+
+A technique is a frozen pydantic config plus a `Technique` subclass registered by name
+(see `compressors.registry`). Technique modules import heavy libraries (torch,
+onnxruntime.quantization, ...) inside functions only: the server imports every technique
+module to validate recipes at CreateJob time and must stay free of torch.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from runtimes.base import Signature
+
+FORMAT_ONNX = "onnx"
+FORMAT_TORCH_EXPORT = "torch_export"
+
+# Dataset roles a job may name.
+ROLE_CALIBRATION = "calibration"
+ROLE_TRAINING = "training"
+ROLE_EVALUATION = "evaluation"
+ROLES = (ROLE_CALIBRATION, ROLE_TRAINING, ROLE_EVALUATION)
+
+
+class TechniqueConfig(BaseModel):
+    """Base of every technique config: frozen, unknown fields rejected."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A model file between steps: a single-file ONNX model or a torch.export archive."""
+
+    path: Path
+    format: str
+    signature: Signature
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Named input arrays (first axis = samples) and optional labels, from a .npz file."""
+
+    name: str
+    inputs: dict[str, np.ndarray]
+    labels: np.ndarray | None = None
+
+    @property
+    def num_samples(self) -> int:
+        return len(next(iter(self.inputs.values())))
+
+
+ProgressFn = Callable[[float, str, dict[str, float]], None]
+
+
+@dataclass
+class StepContext:
+    """What a technique may use besides its input artifact and config."""
+
+    work_dir: Path
+    parent: Artifact
+    datasets: dict[str, Dataset] = field(default_factory=dict)
+    # fraction 0..1 of this step, a message, partial metrics (loss, accuracy, ...)
+    progress: ProgressFn = lambda fraction, message, metrics: None
+    is_cancelled: Callable[[], bool] = lambda: False
+    threads: int = 1
+    seed: int = 0
+    # Budget of the job, for techniques that search (quantize.accuracy_aware).
+    quality_budget: dict[str, Any] = field(default_factory=dict)
+
+    def dataset(self, role: str, technique: str) -> Dataset:
+        """The dataset for `role`, or FailedPrecondition naming the technique and role."""
+        from service.errors import FailedPrecondition
+
+        if role not in self.datasets:
+            raise FailedPrecondition(
+                f"{technique} needs a {role!r} dataset; pass datasets={{{role!r}: NAME}}"
+            )
+        return self.datasets[role]
+
+
+@dataclass(frozen=True)
+class StepResult:
+    artifact: Artifact
+    # JSON-serializable report of what the step did (kept with the variant).
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+class Technique(abc.ABC):
+    """One compression technique. Subclasses set the class attributes and `apply`."""
+
+    name: ClassVar[str]
+    config_cls: ClassVar[type[TechniqueConfig]]
+    # Artifact formats `apply` accepts; anything else is FAILED_PRECONDITION.
+    input_formats: ClassVar[frozenset[str]] = frozenset({FORMAT_ONNX})
+    description: ClassVar[str] = ""
+
+    @abc.abstractmethod
+    def apply(self, artifact: Artifact, config: TechniqueConfig, ctx: StepContext) -> StepResult:
+        """Produce a new artifact in ctx.work_dir. Never modify `artifact.path`.
+
+        Raise service.errors.FailedPrecondition when the technique cannot apply to this
+        model (saying why), InvalidArgument for a config that is wrong for this model.
+        """

@@ -1,0 +1,95 @@
+"""Techniques registered by name; configs validated and (de)serialized as {type, version, data}.
+
+Technique modules register themselves with `@register` when imported. `TECHNIQUE_MODULES`
+lists them; they are imported on first use and must be cheap to import (no torch at import).
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from typing import Any
+
+from pydantic import ValidationError
+
+from compressors.base import Technique, TechniqueConfig
+from service.errors import InvalidArgument
+
+TECHNIQUE_MODULES: tuple[str, ...] = (
+    "compressors.quantization.dynamic",
+    "compressors.quantization.static",
+    "compressors.quantization.accuracy_aware",
+    "compressors.quantization.fp16",
+    "compressors.pruning.magnitude",
+    "compressors.pruning.structured",
+    "compressors.low_rank.svd",
+    "compressors.clustering.kmeans",
+    "compressors.graph.fold_batchnorm",
+)
+
+CONFIG_VERSION = 1
+
+_techniques: dict[str, type[Technique]] = {}
+_loaded = False
+_lock = threading.Lock()
+
+
+def register(cls: type[Technique]) -> type[Technique]:
+    """Class decorator: make a technique available under `cls.name`."""
+    if cls.name in _techniques and _techniques[cls.name] is not cls:
+        raise ValueError(f"technique {cls.name!r} registered twice")
+    _techniques[cls.name] = cls
+    return cls
+
+
+def _load_all() -> None:
+    global _loaded
+    with _lock:
+        if _loaded:
+            return
+        for module in TECHNIQUE_MODULES:
+            try:
+                importlib.import_module(module)
+            except ModuleNotFoundError as exc:
+                if exc.name != module:  # a real import error inside the module
+                    raise
+        _loaded = True
+
+
+def names() -> list[str]:
+    _load_all()
+    return sorted(_techniques)
+
+
+def get(name: str) -> Technique:
+    _load_all()
+    if name not in _techniques:
+        raise InvalidArgument(f"unknown technique {name!r}; known techniques: {names()}")
+    return _techniques[name]()
+
+
+def parse_config(name: str, data: dict[str, Any] | None, where: str = "config") -> TechniqueConfig:
+    """Validate `data` for technique `name`; InvalidArgument names the offending field."""
+    technique = get(name)
+    try:
+        return technique.config_cls.model_validate(data or {})
+    except ValidationError as exc:
+        problems = [
+            f"{where}.{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
+            for err in exc.errors()
+        ]
+        raise InvalidArgument(f"invalid config for {name}: " + "; ".join(problems)) from None
+
+
+def config_to_json(name: str, config: TechniqueConfig) -> dict[str, Any]:
+    return {"type": name, "version": CONFIG_VERSION, "data": config.model_dump(mode="json")}
+
+
+def config_from_json(payload: dict[str, Any]) -> tuple[str, TechniqueConfig]:
+    """Load back a serialized config; only registered types are accepted."""
+    if payload.get("version") != CONFIG_VERSION:
+        raise InvalidArgument(
+            f"config version {payload.get('version')!r} not supported (expected {CONFIG_VERSION})"
+        )
+    name = payload.get("type", "")
+    return name, parse_config(name, payload.get("data"))

@@ -1,0 +1,1 @@
+"""Compression jobs: validation, the scheduler in the server, worker processes."""

@@ -1,0 +1,80 @@
+"""Repository interfaces of the compression engine (datasets, jobs, events, variants).
+
+Implemented for SQLite by `SqliteRepository` (same database file as the models, so the
+job worker processes and the server share one source of truth). Every method is atomic.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any
+
+from service.store.records import DatasetRecord, JobEvent, JobRecord, VariantRecord
+
+
+class DatasetRepository(abc.ABC):
+    @abc.abstractmethod
+    def add_dataset(self, record: DatasetRecord) -> DatasetRecord:
+        """AlreadyExists if the name is taken. Returns the record with created_at."""
+
+    @abc.abstractmethod
+    def get_dataset(self, name: str) -> DatasetRecord:
+        """NotFound naming the dataset."""
+
+    @abc.abstractmethod
+    def list_datasets(self) -> list[DatasetRecord]: ...
+
+    @abc.abstractmethod
+    def delete_dataset(self, name: str) -> DatasetRecord:
+        """NotFound; FailedPrecondition while a QUEUED/RUNNING job uses it."""
+
+
+class JobRepository(abc.ABC):
+    @abc.abstractmethod
+    def create_job(self, record: JobRecord) -> JobRecord:
+        """Insert a QUEUED job (record.id chosen by the caller) and its first event."""
+
+    @abc.abstractmethod
+    def get_job(self, job_id: str) -> JobRecord: ...
+
+    @abc.abstractmethod
+    def list_jobs(self, model: str = "") -> list[JobRecord]:
+        """Newest first; only jobs of `model` when given."""
+
+    @abc.abstractmethod
+    def claim_next_job(self) -> JobRecord | None:
+        """Atomically move the oldest QUEUED job to RUNNING (attempts + 1, started_at now)."""
+
+    @abc.abstractmethod
+    def update_job(self, job_id: str, **fields: Any) -> JobRecord:
+        """Set any of: state, reason, percent, variant_ids, finished_at. Moving to a final
+        state sets finished_at. A job already in a final state is not changed again
+        (returns it unchanged), so a late event cannot resurrect a cancelled job."""
+
+    @abc.abstractmethod
+    def recover_interrupted_jobs(self, max_attempts: int) -> list[JobRecord]:
+        """At start-up: RUNNING jobs go back to QUEUED, or FAILED ("interrupted ...") once
+        they used max_attempts. Returns the jobs it changed."""
+
+    @abc.abstractmethod
+    def add_event(self, event: JobEvent) -> JobEvent:
+        """Append an event; `sequence` is assigned (1, 2, ... per job), time set."""
+
+    @abc.abstractmethod
+    def list_events(self, job_id: str, from_sequence: int = 0) -> list[JobEvent]: ...
+
+
+class VariantRepository(abc.ABC):
+    @abc.abstractmethod
+    def add_variant(self, record: VariantRecord) -> VariantRecord:
+        """Insert (blob already committed). Returns it with created_at."""
+
+    @abc.abstractmethod
+    def get_variant(self, variant_id: str) -> VariantRecord: ...
+
+    @abc.abstractmethod
+    def list_variants(self, model: str = "") -> list[VariantRecord]:
+        """Oldest first; only variants whose parent_model is `model` when given."""
+
+    @abc.abstractmethod
+    def delete_variant(self, variant_id: str) -> VariantRecord: ...
