@@ -18,9 +18,11 @@ import contextlib
 import hashlib
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 from runtimes.base import Signature
 from service.errors import (
@@ -41,6 +43,8 @@ _LABEL_KEY_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9_./-]{0,126}[A-Za-z0-9])?")
 MAX_LABELS = 64
 MAX_LABEL_VALUE_CHARS = 256
 MAX_DESCRIPTION_CHARS = 4096
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -238,18 +242,28 @@ class Upload:
             description=req.description,
             labels=dict(req.labels),
         )
-        with blobs.lock:
-            existed = blobs.exists(req.sha256)
-            blobs.commit(self._staging, req.sha256)
-            try:
-                return repo.add_model(record, req.new_version)
-            except BaseException:
-                if not existed:
-                    _delete_if_unreferenced(blobs, repo, req.sha256)
-                raise
+        return commit_and_record(
+            blobs, repo, self._staging, req.sha256, lambda: repo.add_model(record, req.new_version)
+        )
 
 
-def _delete_if_unreferenced(blobs: BlobStore, repo: ModelRepository, sha256: str) -> None:
+def commit_and_record(
+    blobs: BlobStore, repo: ModelRepository, staging: Path, sha256: str, add: Callable[[], T]
+) -> T:
+    """Commit `staging` as blob `sha256`, then write its record with `add()`. If that
+    fails, the blob goes again unless it was there before or a record refers to it."""
+    with blobs.lock:
+        existed = blobs.exists(sha256)
+        blobs.commit(staging, sha256)
+        try:
+            return add()
+        except BaseException:
+            if not existed:
+                delete_if_unreferenced(blobs, repo, sha256)
+            raise
+
+
+def delete_if_unreferenced(blobs: BlobStore, repo: ModelRepository, sha256: str) -> None:
     """Best effort: if the repository cannot answer, `recover_store` collects it later."""
     with contextlib.suppress(Exception):
         if sha256 not in repo.referenced_blobs():
@@ -264,7 +278,7 @@ def delete_model(
     with blobs.lock:
         deleted = repo.delete_model(name, version)
         for sha in {r.sha256 for r in deleted}:
-            _delete_if_unreferenced(blobs, repo, sha)
+            delete_if_unreferenced(blobs, repo, sha)
     return deleted
 
 

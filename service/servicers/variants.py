@@ -1,11 +1,14 @@
-"""`pareto.v1.VariantService` (being written: UNIMPLEMENTED until then)."""
+"""`pareto.v1.VariantService`: list, get and delete variants (thin adapter)."""
 
 from __future__ import annotations
 
-from pareto.v1 import variants_pb2_grpc
+from pareto.v1 import variants_pb2, variants_pb2_grpc
+from service.errors import InvalidArgument
+from service.servicers.engine_convert import variant_to_proto
 from service.sessions import SessionManager
 from service.store.blobs import BlobStore
 from service.store.sqlite_repository import SqliteRepository
+from service.variants import delete_variant, list_variants
 
 
 class VariantServicer(variants_pb2_grpc.VariantServiceServicer):
@@ -13,3 +16,20 @@ class VariantServicer(variants_pb2_grpc.VariantServiceServicer):
         self._repo = repo
         self._blobs = blobs
         self._sessions = sessions
+
+    def ListVariants(self, request: variants_pb2.ListVariantsRequest, context):
+        records = list_variants(self._repo, request.model)
+        return variants_pb2.ListVariantsResponse(variants=[variant_to_proto(r) for r in records])
+
+    def GetVariant(self, request: variants_pb2.GetVariantRequest, context) -> variants_pb2.Variant:
+        return variant_to_proto(self._repo.get_variant(_required_id(request.id)))
+
+    def DeleteVariant(self, request: variants_pb2.DeleteVariantRequest, context):
+        variant_id = _required_id(request.id)
+        return variant_to_proto(delete_variant(self._repo, self._blobs, self._sessions, variant_id))
+
+
+def _required_id(variant_id: str) -> str:
+    if not variant_id:
+        raise InvalidArgument("id is required (a variant id such as var-1a2b3c4d5e)")
+    return variant_id

@@ -5,7 +5,10 @@ committed transaction durable; writes use BEGIN IMMEDIATE so check-then-insert (
 picking the next version) cannot race, even with another process on the same file.
 
 The schema is versioned with PRAGMA user_version: `_MIGRATIONS[i]` takes the database from
-version i to i+1. Later tables (datasets, jobs, variants, deployments) are new entries.
+version i to i+1. Later tables (deployments, ...) are new entries.
+
+The compression engine's tables are served by mixins, one file each: `SqliteDatasets`,
+`SqliteJobs`, `SqliteVariants`; they share this class's connection, lock and `_tx`.
 """
 
 from __future__ import annotations
@@ -19,9 +22,13 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from runtimes.base import Signature, TensorSpec
+from runtimes.base import Signature
 from service.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from service.store.repository import FORMATS, ModelRecord, ModelRepository
+from service.store.sqlite_codec import specs_from_json, specs_to_json
+from service.store.sqlite_datasets import SqliteDatasets
+from service.store.sqlite_jobs import SqliteJobs
+from service.store.sqlite_variants import SqliteVariants
 
 BUSY_TIMEOUT_MS = 10_000
 
@@ -47,20 +54,80 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             last_version INTEGER NOT NULL
         )""",
     ),
+    (  # 2: the compression engine. `seq` orders rows (insertion order) in every table.
+        """CREATE TABLE datasets (
+            seq         INTEGER PRIMARY KEY,
+            name        TEXT    NOT NULL UNIQUE,
+            sha256      TEXT    NOT NULL CHECK (length(sha256) = 64),
+            size_bytes  INTEGER NOT NULL CHECK (size_bytes >= 0),
+            arrays      TEXT    NOT NULL,
+            num_samples INTEGER NOT NULL CHECK (num_samples >= 0),
+            has_labels  INTEGER NOT NULL CHECK (has_labels IN (0, 1)),
+            description TEXT    NOT NULL DEFAULT '',
+            created_at  TEXT    NOT NULL
+        )""",
+        "CREATE INDEX datasets_sha256 ON datasets (sha256)",
+        """CREATE TABLE jobs (
+            seq            INTEGER PRIMARY KEY,
+            id             TEXT    NOT NULL UNIQUE,
+            model          TEXT    NOT NULL,
+            model_version  INTEGER NOT NULL CHECK (model_version >= 1),
+            recipes        TEXT    NOT NULL,
+            datasets       TEXT    NOT NULL DEFAULT '{}',
+            quality_budget TEXT    NOT NULL DEFAULT '{}',
+            evaluation     TEXT    NOT NULL DEFAULT '{}',
+            state          TEXT    NOT NULL CHECK (
+                state IN ('QUEUED', 'RUNNING', 'SUCCEEDED', 'FAILED', 'CANCELLED')),
+            reason         TEXT    NOT NULL DEFAULT '',
+            percent        REAL    NOT NULL DEFAULT 0,
+            variant_ids    TEXT    NOT NULL DEFAULT '[]',
+            attempts       INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+            created_at     TEXT    NOT NULL,
+            started_at     TEXT,
+            finished_at    TEXT
+        )""",
+        "CREATE INDEX jobs_state ON jobs (state, seq)",
+        "CREATE INDEX jobs_model ON jobs (model, seq)",
+        """CREATE TABLE job_events (
+            job_id   TEXT    NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+            sequence INTEGER NOT NULL CHECK (sequence >= 1),
+            state    TEXT    NOT NULL,
+            step     TEXT    NOT NULL DEFAULT '',
+            percent  REAL    NOT NULL DEFAULT 0,
+            message  TEXT    NOT NULL DEFAULT '',
+            metrics  TEXT    NOT NULL DEFAULT '{}',
+            time     TEXT    NOT NULL,
+            PRIMARY KEY (job_id, sequence)
+        )""",
+        """CREATE TABLE variants (
+            seq            INTEGER PRIMARY KEY,
+            id             TEXT    NOT NULL UNIQUE,
+            parent_model   TEXT    NOT NULL,
+            parent_version INTEGER NOT NULL,
+            job_id         TEXT    NOT NULL,
+            recipe         TEXT    NOT NULL,
+            format         TEXT    NOT NULL,
+            sha256         TEXT    NOT NULL CHECK (length(sha256) = 64),
+            size_bytes     INTEGER NOT NULL CHECK (size_bytes >= 0),
+            inputs         TEXT    NOT NULL,
+            outputs        TEXT    NOT NULL,
+            metrics        TEXT    NOT NULL DEFAULT '{}',
+            parent_metrics TEXT    NOT NULL DEFAULT '{}',
+            budget_ok      INTEGER NOT NULL CHECK (budget_ok IN (0, 1)),
+            budget_reason  TEXT    NOT NULL DEFAULT '',
+            report         TEXT    NOT NULL DEFAULT '{}',
+            created_at     TEXT    NOT NULL
+        )""",
+        "CREATE INDEX variants_parent ON variants (parent_model, seq)",
+        "CREATE INDEX variants_sha256 ON variants (sha256)",
+        "CREATE INDEX variants_job ON variants (job_id)",
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 _COLUMNS = (
     "name, version, format, sha256, size_bytes, description, labels, inputs, outputs, created_at"
 )
-
-
-def _specs_to_json(specs: tuple[TensorSpec, ...]) -> str:
-    return json.dumps([s.to_json() for s in specs])
-
-
-def _specs_from_json(text: str) -> tuple[TensorSpec, ...]:
-    return tuple(TensorSpec.from_json(d) for d in json.loads(text))
 
 
 def _row_to_record(row: sqlite3.Row) -> ModelRecord:
@@ -70,7 +137,7 @@ def _row_to_record(row: sqlite3.Row) -> ModelRecord:
         format=row["format"],
         sha256=row["sha256"],
         size_bytes=row["size_bytes"],
-        signature=Signature(_specs_from_json(row["inputs"]), _specs_from_json(row["outputs"])),
+        signature=Signature(specs_from_json(row["inputs"]), specs_from_json(row["outputs"])),
         description=row["description"],
         labels=json.loads(row["labels"]),
         created_at=datetime.fromisoformat(row["created_at"]),
@@ -82,7 +149,9 @@ def _check_version(version: int) -> None:
         raise InvalidArgument(f"version must be >= 0 (0 means latest), got {version}")
 
 
-class SqliteRepository(ModelRepository):
+class SqliteRepository(SqliteDatasets, SqliteJobs, SqliteVariants, ModelRepository):
+    """Models, datasets, jobs with their events, and variants, in one database file."""
+
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -166,8 +235,8 @@ class SqliteRepository(ModelRepository):
                     record.size_bytes,
                     record.description,
                     json.dumps(record.labels, sort_keys=True),
-                    _specs_to_json(record.signature.inputs),
-                    _specs_to_json(record.signature.outputs),
+                    specs_to_json(record.signature.inputs),
+                    specs_to_json(record.signature.outputs),
                     created_at.isoformat(),
                 ),
             )
@@ -220,7 +289,12 @@ class SqliteRepository(ModelRepository):
         return bool(self._query("SELECT 1 FROM models WHERE name = ? LIMIT 1", (name,)))
 
     def referenced_blobs(self) -> set[str]:
-        return {r[0] for r in self._query("SELECT DISTINCT sha256 FROM models")}
+        """Blobs of models, datasets and variants: garbage collection keeps all of them."""
+        rows = self._query(
+            "SELECT sha256 FROM models UNION SELECT sha256 FROM datasets "
+            "UNION SELECT sha256 FROM variants"
+        )
+        return {r[0] for r in rows}
 
     def close(self) -> None:
         with self._lock:
