@@ -5,18 +5,24 @@ from __future__ import annotations
 from service.errors import FailedPrecondition
 from service.sessions import SessionManager
 from service.store.blobs import BlobStore
-from service.store.repository import ModelRecord, ModelRepository
+from service.store.records import JOB_FINAL_STATES
+from service.store.repository import ModelRecord
+from service.store.sqlite_repository import SqliteRepository
 from service.uploads import delete_model
+
+LISTED = 5  # dependents named in an error message
 
 
 class ModelCatalog:
-    def __init__(self, repo: ModelRepository, blobs: BlobStore, sessions: SessionManager) -> None:
+    def __init__(self, repo: SqliteRepository, blobs: BlobStore, sessions: SessionManager) -> None:
         self._repo = repo
         self._blobs = blobs
         self._sessions = sessions
 
     def delete(self, name: str, version: int = 0) -> list[ModelRecord]:
-        """Delete one version (or all when 0). Refused while a version is loaded for serving.
+        """Delete one version (or all when 0). Refused while a version is loaded for serving,
+        has variants (they would lose their parent: delete them first) or has a job queued or
+        running.
 
         The row goes first, then any blob no remaining record refers to: a crash in between
         leaves an orphan blob, which start-up garbage collection removes.
@@ -27,4 +33,31 @@ class ModelCatalog:
                 f"model {name!r}{f' version {version}' if version else ''} is loaded for "
                 "serving; unload it first (RepositoryModelUnload / tritonclient unload_model)"
             )
+        self._refuse_if_depended_on(name, version)
         return delete_model(self._blobs, self._repo, name, version)
+
+    def _refuse_if_depended_on(self, name: str, version: int) -> None:
+        what = f"model {name!r}{f' version {version}' if version else ''}"
+        variants = [
+            v.id for v in self._repo.list_variants(name) if version in (0, v.parent_version)
+        ]
+        if variants:
+            raise FailedPrecondition(
+                f"{what} has {len(variants)} variant(s) ({_some(variants)}); delete them first "
+                "(DeleteVariant / `pareto variants`)"
+            )
+        jobs = [
+            j.id
+            for j in self._repo.list_jobs(name)
+            if j.state not in JOB_FINAL_STATES and version in (0, j.model_version)
+        ]
+        if jobs:
+            raise FailedPrecondition(
+                f"{what} has {len(jobs)} job(s) queued or running ({_some(jobs)}); cancel them "
+                "or wait for them to end"
+            )
+
+
+def _some(ids: list[str]) -> str:
+    more = f" and {len(ids) - LISTED} more" if len(ids) > LISTED else ""
+    return ", ".join(ids[:LISTED]) + more

@@ -14,9 +14,8 @@ import numpy as np
 
 from runtimes.base import Signature
 from service import metrics
-from service.errors import ParetoError
-from service.sessions import SessionManager, parse_version
-from service.store.repository import ModelRecord
+from service.servables import Servable
+from service.sessions import SessionManager
 
 # Labels used when a request fails before a model is resolved (bounded: never the name asked).
 UNRESOLVED_LABELS = ("", "", "")
@@ -27,7 +26,7 @@ Decoder = Callable[[Signature], tuple[Inputs, list[str] | None]]
 
 @dataclass(frozen=True)
 class InferResult:
-    record: ModelRecord
+    servable: Servable
     runtime: str
     outputs: dict[str, np.ndarray]
 
@@ -36,38 +35,30 @@ class DataPlane:
     def __init__(self, sessions: SessionManager) -> None:
         self.sessions = sessions
 
-    def infer(self, name: str, version_text: str, decode: Decoder) -> InferResult:
+    def infer(self, name: str, version: str, decode: Decoder) -> InferResult:
         started = time.perf_counter()
-        labels, code = UNRESOLVED_LABELS, "OK"
-        try:
-            with self.sessions.acquire(name, parse_version(version_text)) as model:
-                labels = model.labels
-                inputs, wanted = decode(model.signature)
-                metrics.INFERENCE_QUEUE_DURATION.labels(*labels).observe(
-                    time.perf_counter() - started
-                )
-                outputs = model.session.run(inputs, wanted)
-            metrics.INFERENCE_DURATION.labels(*labels).observe(time.perf_counter() - started)
-            return InferResult(model.record, model.runtime.name, outputs)
-        except ParetoError as exc:
-            code = exc.code.name
-            raise
-        except Exception:
-            code = "INTERNAL"
-            raise
-        finally:
+        labels = UNRESOLVED_LABELS
+
+        def count(code: str) -> None:
             metrics.INFERENCE_REQUESTS.labels(*labels, code).inc()
 
-    def model(self, name: str, version_text: str = "") -> ModelRecord:
-        """The stored record (NotFound if absent); does not load anything."""
-        return self.sessions.resolve(name, parse_version(version_text))
+        with metrics.count_outcome(count), self.sessions.acquire(name, version) as model:
+            labels = model.labels
+            inputs, wanted = decode(model.signature)
+            metrics.INFERENCE_QUEUE_DURATION.labels(*labels).observe(time.perf_counter() - started)
+            outputs = model.session.run(inputs, wanted)
+        metrics.INFERENCE_DURATION.labels(*labels).observe(time.perf_counter() - started)
+        return InferResult(model.servable, model.runtime.name, outputs)
 
-    def model_ready(self, name: str, version_text: str = "") -> bool:
-        record = self.model(name, version_text)
-        return self.sessions.is_ready(record.name, record.version)
+    def model(self, name: str, version: str = "") -> Servable:
+        """What (name, version) designates (NotFound if nothing); loads nothing."""
+        return self.sessions.resolve(name, version)
 
-    def load(self, name: str) -> None:
-        self.sessions.load(name)
+    def model_ready(self, name: str, version: str = "") -> bool:
+        return self.sessions.is_ready(self.model(name, version))
+
+    def load(self, name: str, version: str = "") -> None:
+        self.sessions.load(self.model(name, version))
 
     def unload(self, name: str) -> None:
         self.model(name)  # NotFound for unknown names

@@ -7,9 +7,13 @@ status code name. Request ids and tensor contents never become labels.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
 from prometheus_client import Counter, Gauge, Histogram
 
 from runtimes.memory_probe import MEMORY_METHOD
+from service.errors import ParetoError
 
 _SERVING = ("model", "variant", "runtime")
 
@@ -81,3 +85,19 @@ UPLOAD_BYTES = Counter(
     "pareto_upload_bytes",
     "Bytes received in model uploads, whether or not the upload succeeded.",
 )
+
+
+@contextmanager
+def count_outcome(record: Callable[[str], None]) -> Iterator[None]:
+    """Call `record(code)` with the gRPC status code name the block ends with."""
+    code = "OK"
+    try:
+        yield
+    except ParetoError as exc:
+        code = exc.code.name
+        raise
+    except Exception:
+        code = "INTERNAL"
+        raise
+    finally:
+        record(code)

@@ -1,4 +1,4 @@
-"""Loaded runtime sessions: load once per model version, share, drain before unloading."""
+"""Loaded runtime sessions: load once per servable, share, drain before unloading."""
 
 from __future__ import annotations
 
@@ -14,17 +14,18 @@ from typing import Any
 from runtimes import registry
 from runtimes.base import Runtime, Session, Signature
 from service import metrics
-from service.errors import FailedPrecondition, InvalidArgument
+from service.errors import FailedPrecondition
+from service.servables import Servable, ServableResolver
 from service.store.blobs import BlobStore
 from service.store.bundles import find_onnx
-from service.store.repository import FORMAT_ONNX_BUNDLE, ModelRecord, ModelRepository
+from service.store.repository import FORMAT_ONNX_BUNDLE
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class LoadedModel:
-    record: ModelRecord
+    servable: Servable
     runtime: Runtime
     session: Session
     model_path: Path
@@ -36,67 +37,57 @@ class LoadedModel:
     @property
     def labels(self) -> tuple[str, str, str]:
         """(model, variant, runtime) metric labels."""
-        return (self.record.name, f"v{self.record.version}", self.runtime.name)
+        return (self.servable.model, self.servable.variant_label, self.runtime.name)
 
     @property
     def signature(self) -> Signature:
-        return self.record.signature
-
-
-def parse_version(text: str) -> int:
-    """KServe `model_version`: "" means latest (0), else a positive integer."""
-    if not text:
-        return 0
-    if not text.isdigit() or int(text) < 1:
-        raise InvalidArgument(f"model_version must be empty or a positive integer, got {text!r}")
-    return int(text)
+        return self.servable.signature
 
 
 class SessionManager:
-    """Owns every loaded session. Thread-safe; a model is loaded at most once."""
+    """Owns every loaded session. Thread-safe; a servable is loaded at most once."""
 
     def __init__(
         self,
-        repo: ModelRepository,
+        resolver: ServableResolver,
         blobs: BlobStore,
         runtime_options: dict[str, Any],
         load_on_demand: bool = True,
         measure_memory: bool = True,
     ) -> None:
-        self._repo = repo
+        self.resolver = resolver
         self._blobs = blobs
         self._options = runtime_options
         self._load_on_demand = load_on_demand
         self._measure_memory = measure_memory
-        self._loaded: dict[tuple[str, int], LoadedModel] = {}
+        self._loaded: dict[tuple[str, str], LoadedModel] = {}
         self._lock = threading.Lock()
-        self._load_locks: dict[tuple[str, int], threading.Lock] = {}
+        self._load_locks: dict[tuple[str, str], threading.Lock] = {}
 
-    def resolve(self, name: str, version: int = 0) -> ModelRecord:
-        """The stored record for name/version (0 = latest); NotFound if absent."""
-        return self._repo.get_model(name, version)
+    def resolve(self, name: str, version: str = "") -> Servable:
+        return self.resolver.resolve(name, version)
 
-    def list_models(self) -> list[ModelRecord]:
-        return self._repo.list_models()
-
-    def find_loaded(self, name: str, version: int = 0) -> LoadedModel | None:
-        if version:
-            return self._loaded.get((name, version))
-        loaded = [m for (n, _), m in self._loaded.items() if n == name]
-        if not loaded:
-            return None
-        newest = max(loaded, key=lambda m: m.record.version)
-        latest = self._repo.get_model(name).version
-        return newest if newest.record.version == latest else None
-
-    def is_ready(self, name: str, version: int = 0) -> bool:
-        model = self.find_loaded(name, version)
+    def is_ready(self, servable: Servable) -> bool:
+        model = self._loaded.get(servable.key)
         return model is not None and not model.draining
 
+    def is_loaded(self, name: str, version: int | str = 0) -> bool:
+        """Whether `name` (a model, or a variant's serving name) has a loaded session;
+        version 0/"" means any version of the model."""
+        version = "" if version in (0, "") else str(version)
+        with self._lock:
+            keys = list(self._loaded)
+        return any(self._matches(key, name, version) for key in keys)
+
+    def _matches(self, key: tuple[str, str], name: str, version: str) -> bool:
+        if key == (name, version) or (key[0] == name and not version):
+            return True
+        return f"{key[0]}.{key[1]}" == name
+
     @contextmanager
-    def acquire(self, name: str, version: int = 0) -> Iterator[LoadedModel]:
+    def acquire(self, name: str, version: str = "") -> Iterator[LoadedModel]:
         """A loaded model held for one request; unload waits until it is released."""
-        model = self._acquire(name, version)
+        model = self._acquire(self.resolve(name, version))
         try:
             yield model
         finally:
@@ -104,53 +95,52 @@ class SessionManager:
                 model.in_flight -= 1
                 model.idle.notify_all()
 
-    def _acquire(self, name: str, version: int) -> LoadedModel:
-        model = self.find_loaded(name, version)
+    def _acquire(self, servable: Servable) -> LoadedModel:
+        model = self._loaded.get(servable.key)
         if model is None:
             if not self._load_on_demand:
                 raise FailedPrecondition(
-                    f"model {name!r} is not loaded; load it first (repository extension "
-                    "RepositoryModelLoad, or tritonclient load_model)"
+                    f"model {servable.model!r} version {servable.version} is not loaded; load "
+                    "it first (RepositoryModelLoad, or tritonclient load_model)"
                 )
-            model = self.load(name, version)
+            model = self.load(servable)
         with model.idle:
             if model.draining:
-                raise FailedPrecondition(f"model {name!r} is being unloaded")
+                raise FailedPrecondition(f"model {servable.model!r} is being unloaded")
             model.in_flight += 1
         return model
 
-    def load(self, name: str, version: int = 0) -> LoadedModel:
-        record = self._repo.get_model(name, version)
-        key = (record.name, record.version)
+    def load(self, servable: Servable) -> LoadedModel:
+        key = servable.key
         with self._lock:
             load_lock = self._load_locks.setdefault(key, threading.Lock())
         with load_lock:
             if key in self._loaded:
                 return self._loaded[key]
-            model = self._load_record(record)
+            model = self._load(servable)
             with self._lock:
                 self._loaded[key] = model
         return model
 
-    def _load_record(self, record: ModelRecord) -> LoadedModel:
-        runtime = registry.runtime_for_format(record.format)
-        path = self._model_path(record)
+    def _load(self, servable: Servable) -> LoadedModel:
+        runtime = registry.runtime_for_format(servable.format)
+        path = self._model_path(servable)
         started = time.perf_counter()
         session = runtime.load(path, self._options)
-        model = LoadedModel(record, runtime, session, path, self._options)
+        model = LoadedModel(servable, runtime, session, path, self._options)
         labels = model.labels
         metrics.MODEL_LOAD_DURATION.labels(*labels).observe(time.perf_counter() - started)
-        metrics.MODEL_SIZE.labels(*labels).set(record.size_bytes)
+        metrics.MODEL_SIZE.labels(*labels).set(servable.size_bytes)
         metrics.MODEL_LOADED.labels(*labels).set(1)
         if self._measure_memory:
             threading.Thread(target=self._measure, args=(model,), daemon=True).start()
-        log.info("loaded %s v%d on %s", record.name, record.version, runtime.name)
+        log.info("loaded %s version %s on %s", servable.model, servable.version, runtime.name)
         return model
 
-    def _model_path(self, record: ModelRecord) -> Path:
-        if record.format == FORMAT_ONNX_BUNDLE:
-            return find_onnx(self._blobs.unpacked_dir(record.sha256))
-        return self._blobs.path(record.sha256)
+    def _model_path(self, servable: Servable) -> Path:
+        if servable.format == FORMAT_ONNX_BUNDLE:
+            return find_onnx(self._blobs.unpacked_dir(servable.sha256))
+        return self._blobs.path(servable.sha256)
 
     def _measure(self, model: LoadedModel) -> None:
         """Memory is measured in a child process: sessions in one process are not separable."""
@@ -164,11 +154,11 @@ class SessionManager:
         if not model.draining:
             metrics.MODEL_MEMORY.labels(*model.labels).set(result.model_memory_bytes)
 
-    def unload(self, name: str, version: int = 0, timeout_s: float = 30.0) -> int:
-        """Unload one version (or every version when 0), draining in-flight requests first.
-        Returns how many sessions were unloaded."""
+    def unload(self, name: str, version: str = "", timeout_s: float = 30.0) -> int:
+        """Unload the matching sessions (every version and variant of a model when no
+        version is given), draining in-flight requests first. Returns how many."""
         with self._lock:
-            keys = [k for k in self._loaded if k[0] == name and version in (0, k[1])]
+            keys = [k for k in self._loaded if self._matches(k, name, version)]
         for key in keys:
             self._drain_and_close(self._loaded[key], timeout_s)
             with self._lock:
@@ -183,10 +173,7 @@ class SessionManager:
         for metric in (metrics.MODEL_LOADED, metrics.MODEL_MEMORY, metrics.MODEL_SIZE):
             with suppress(KeyError):  # the memory probe may not have reported yet
                 metric.remove(*model.labels)
-        log.info("unloaded %s v%d", model.record.name, model.record.version)
-
-    def is_loaded(self, name: str, version: int = 0) -> bool:
-        return any(n == name and version in (0, v) for n, v in self._loaded)
+        log.info("unloaded %s version %s", model.servable.model, model.servable.version)
 
     def loaded(self) -> list[LoadedModel]:
         with self._lock:

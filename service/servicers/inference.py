@@ -15,7 +15,6 @@ from runtimes import registry
 from service import kserve_codec
 from service.dataplane import DataPlane
 from service.errors import ParetoError
-from service.store.repository import ModelRecord
 
 SERVER_NAME = "pareto"
 EXTENSIONS = ("model_repository",)
@@ -44,13 +43,13 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         )
 
     def ModelMetadata(self, request: pb.ModelMetadataRequest, context):
-        record = self._dataplane.model(request.name, request.version)
+        servable = self._dataplane.model(request.name, request.version)
         return pb.ModelMetadataResponse(
-            name=record.name,
-            versions=[str(record.version)],
-            platform=_platform(record),
-            inputs=[kserve_codec.tensor_metadata(t) for t in record.signature.inputs],
-            outputs=[kserve_codec.tensor_metadata(t) for t in record.signature.outputs],
+            name=request.name,
+            versions=[servable.version],
+            platform=_platform(servable.format),
+            inputs=[kserve_codec.tensor_metadata(t) for t in servable.signature.inputs],
+            outputs=[kserve_codec.tensor_metadata(t) for t in servable.signature.outputs],
         )
 
     def ModelInfer(self, request: pb.ModelInferRequest, context) -> pb.ModelInferResponse:
@@ -75,8 +74,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
         result = self._dataplane.infer(request.model_name, request.model_version, decode)
         return kserve_codec.encode_response(
-            result.record.name,
-            str(result.record.version),
+            request.model_name,
+            result.servable.version,
             request.id,
             result.outputs,
             {"pareto_runtime": result.runtime},
@@ -85,14 +84,14 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     def RepositoryIndex(self, request: pb.RepositoryIndexRequest, context):
         sessions = self._dataplane.sessions
         index = []
-        for record in sessions.list_models():
-            ready = sessions.is_ready(record.name, record.version)
+        for servable in sessions.resolver.all():
+            ready = sessions.is_ready(servable)
             if request.ready and not ready:
                 continue
             index.append(
                 pb.RepositoryIndexResponse.ModelIndex(
-                    name=record.name,
-                    version=str(record.version),
+                    name=servable.model,
+                    version=servable.version,
                     state="READY" if ready else "UNAVAILABLE",
                     reason="" if ready else "not loaded",
                 )
@@ -108,9 +107,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         return pb.RepositoryModelUnloadResponse()
 
 
-def _platform(record: ModelRecord) -> str:
+def _platform(fmt: str) -> str:
     """Triton-style platform string of the runtime that serves this format."""
     try:
-        return registry.runtime_for_format(record.format).name
+        return registry.runtime_for_format(fmt).name
     except ParetoError:
-        return record.format
+        return fmt

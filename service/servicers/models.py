@@ -10,7 +10,7 @@ from pareto.v1 import common_pb2, models_pb2, models_pb2_grpc
 from runtimes.base import TensorSpec
 from service import metrics
 from service.catalog import ModelCatalog
-from service.errors import InvalidArgument, ParetoError
+from service.errors import InvalidArgument
 from service.store.repository import ModelRecord, ModelRepository
 from service.uploads import Uploader, UploadRequest
 
@@ -31,19 +31,9 @@ class ModelServicer(models_pb2_grpc.ModelServiceServicer):
     def UploadModel(
         self, request_iterator: Iterator[models_pb2.UploadModelRequest], context
     ) -> models_pb2.UploadModelResponse:
-        code = "OK"
-        try:
-            return models_pb2.UploadModelResponse(
-                model=model_to_proto(self._upload(request_iterator))
-            )
-        except ParetoError as exc:
-            code = exc.code.name
-            raise
-        except Exception:
-            code = "INTERNAL"
-            raise
-        finally:
-            metrics.UPLOADS.labels(code).inc()
+        with metrics.count_outcome(lambda code: metrics.UPLOADS.labels(code).inc()):
+            record = self._upload(request_iterator)
+        return models_pb2.UploadModelResponse(model=model_to_proto(record))
 
     def _upload(self, messages: Iterator[models_pb2.UploadModelRequest]) -> ModelRecord:
         first = next(messages, None)

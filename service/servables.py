@@ -1,0 +1,102 @@
+"""What the data plane can serve: uploaded model versions and compressed variants.
+
+A KServe v2 request names a model and optionally a version:
+- `NAME` + "" (latest version), `NAME` + "3" (version 3): an uploaded model;
+- `NAME` + "var-1a2b3c4d5e": variant var-1a2b3c4d5e of model NAME;
+- `NAME.var-1a2b3c4d5e` + "": the same variant under its own name.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from runtimes.base import Signature
+from service.errors import InvalidArgument, NotFound
+from service.store.records import VariantRecord
+from service.store.repository import ModelRecord
+from service.store.sqlite_repository import SqliteRepository
+
+VARIANT_ID = re.compile(r"^var-[0-9a-f]{6,32}$")
+VARIANT_SERVING_NAME = re.compile(r"^(?P<model>.+)\.(?P<variant>var-[0-9a-f]{6,32})$")
+
+
+@dataclass(frozen=True)
+class Servable:
+    model: str  # the uploaded model's name (a variant's parent)
+    version: str  # "1", "2", ... or a variant id: the KServe model_version
+    format: str
+    sha256: str
+    size_bytes: int
+    signature: Signature
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.model, self.version)
+
+    @property
+    def is_variant(self) -> bool:
+        return not self.version.isdigit()
+
+    @property
+    def variant_label(self) -> str:
+        """The `variant` metric label: "v<version>" for uploads, the id for variants."""
+        return self.version if self.is_variant else f"v{self.version}"
+
+
+def from_model(record: ModelRecord) -> Servable:
+    return Servable(
+        record.name,
+        str(record.version),
+        record.format,
+        record.sha256,
+        record.size_bytes,
+        record.signature,
+    )
+
+
+def from_variant(record: VariantRecord) -> Servable:
+    return Servable(
+        record.parent_model,
+        record.id,
+        record.format,
+        record.sha256,
+        record.size_bytes,
+        record.signature,
+    )
+
+
+class ServableResolver:
+    def __init__(self, repo: SqliteRepository) -> None:
+        self._repo = repo
+
+    def resolve(self, name: str, version: str = "") -> Servable:
+        """The servable a (model name, model_version) pair designates; NotFound if none."""
+        named = VARIANT_SERVING_NAME.match(name)
+        if named and version in ("", named["variant"]):
+            return self._variant(named["model"], named["variant"])
+        if VARIANT_ID.match(version):
+            return self._variant(name, version)
+        return from_model(self._repo.get_model(name, parse_version(version)))
+
+    def _variant(self, model: str, variant_id: str) -> Servable:
+        record = self._repo.get_variant(variant_id)
+        if record.parent_model != model:
+            raise NotFound(f"model {model!r} has no variant {variant_id!r}")
+        return from_variant(record)
+
+    def all(self) -> list[Servable]:
+        models = [from_model(r) for r in self._repo.list_models()]
+        return models + [from_variant(r) for r in self._repo.list_variants()]
+
+
+def parse_version(text: str) -> int:
+    """A numeric KServe `model_version`: "" means latest (0), else a positive integer."""
+    if not text:
+        return 0
+    if not text.isdigit() or int(text) < 1:
+        raise InvalidArgument(
+            f"model_version must be empty, a positive integer or a variant id (var-...), "
+            f"got {text!r}"
+        )
+    return int(text)
