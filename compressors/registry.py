@@ -47,13 +47,17 @@ def _load_all() -> None:
     with _lock:
         if _loaded:
             return
-        for module in TECHNIQUE_MODULES:
-            try:
-                importlib.import_module(module)
-            except ModuleNotFoundError as exc:
-                if exc.name != module:  # a real import error inside the module
-                    raise
+        for module in (*TECHNIQUE_MODULES, *_plugin_modules()):
+            importlib.import_module(module)
         _loaded = True
+
+
+def _plugin_modules() -> list[str]:
+    """PARETO_EXTRA_TECHNIQUE_MODULES: techniques of the user's own, registered the same way."""
+    from service.settings import Settings
+
+    text = Settings().extra_technique_modules
+    return [m.strip() for m in text.split(",") if m.strip()]
 
 
 def names() -> list[str]:

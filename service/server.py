@@ -29,6 +29,7 @@ from service.datadir import DataDirLock
 from service.dataplane import DataPlane
 from service.interceptors import ErrorInterceptor
 from service.jobs.scheduler import JobScheduler
+from service.servables import ServableResolver
 from service.servicers.datasets import DatasetServicer
 from service.servicers.inference import InferenceServicer
 from service.servicers.jobs import JobServicer
@@ -82,7 +83,11 @@ class GatewayServer:
                 "removed %d blob(s) no record refers to (interrupted uploads)", len(orphans)
             )
         self.sessions = SessionManager(
-            self.repo, self.blobs, s.ort_options(), s.load_on_demand, s.measure_memory
+            ServableResolver(self.repo),
+            self.blobs,
+            s.ort_options(),
+            s.load_on_demand,
+            s.measure_memory,
         )
         self.scheduler = JobScheduler(self.repo, s)
         self._grpc = self._build_grpc_server()
@@ -116,7 +121,7 @@ class GatewayServer:
             server,
         )
         datasets_pb2_grpc.add_DatasetServiceServicer_to_server(
-            DatasetServicer(self.repo, self.blobs), server
+            DatasetServicer(self.repo, self.blobs, s.max_model_bytes), server
         )
         jobs_pb2_grpc.add_JobServiceServicer_to_server(
             JobServicer(self.repo, self.scheduler), server

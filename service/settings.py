@@ -37,6 +37,9 @@ class Settings(BaseSettings):
         8 * 1024 * MiB, ge=256 * MiB, description="Address-space limit of one job's worker."
     )
     job_timeout_s: float = Field(3600.0, gt=0, description="Wall-time limit of one job.")
+    extra_technique_modules: str = Field(
+        "", description="Comma-separated modules registering more techniques (plug-ins)."
+    )
     job_max_attempts: int = Field(
         2, ge=1, description="Runs of a job interrupted by a restart before it is FAILED."
     )

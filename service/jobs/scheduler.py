@@ -1,24 +1,175 @@
-"""Runs queued jobs in worker processes (being written)."""
+"""Runs queued jobs in worker processes, one thread in the server.
+
+The scheduler thread is the only one that starts, signals and reaps workers (so a
+worker's PR_SET_PDEATHSIG, tied to the thread that forked it, lasts as long as the
+scheduler). Each tick it reaps exited workers (a job they left unfinished becomes FAILED
+with the exit's reason), stops workers whose job was cancelled or ran past
+PARETO_JOB_TIMEOUT_S (SIGTERM to the process group, SIGKILL after a grace), then claims
+queued jobs while fewer than PARETO_JOB_CONCURRENCY run. `wake()` runs a tick at once.
+
+The database is the source of truth: cancelling is writing CANCELLED (done by `cancel`
+in the caller's thread); the tick sees it and stops the worker. On `stop()` running
+workers are terminated but their jobs stay RUNNING, and `recover_interrupted_jobs` re-queues
+them at the next start.
+"""
 
 from __future__ import annotations
 
+import logging
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+
+from service.errors import FailedPrecondition
+from service.jobs import spawn
+from service.jobs.events import finish_job
 from service.settings import Settings
+from service.store.records import (
+    JOB_CANCELLED,
+    JOB_FAILED,
+    JOB_FINAL_STATES,
+    JOB_QUEUED,
+    JOB_RUNNING,
+    JobEvent,
+    JobRecord,
+)
 from service.store.sqlite_repository import SqliteRepository
+
+log = logging.getLogger(__name__)
+
+POLL_S = 0.5
+KILL_GRACE_S = 5.0  # SIGTERM -> SIGKILL for cancelled and timed-out workers
+
+
+@dataclass
+class _Worker:
+    job_id: str
+    process: subprocess.Popen
+    started: float  # time.monotonic()
+    terminated_at: float | None = None
 
 
 class JobScheduler:
     def __init__(self, repo: SqliteRepository, settings: Settings) -> None:
         self._repo = repo
         self._settings = settings
+        self._workers: dict[str, _Worker] = {}
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._stop_grace = KILL_GRACE_S
+        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         """Recover interrupted jobs, then start dispatching queued ones."""
+        for job in self._repo.recover_interrupted_jobs(self._settings.job_max_attempts):
+            self._recovered_event(job)
+        self._thread = threading.Thread(target=self._loop, name="job-scheduler", daemon=True)
+        self._thread.start()
 
     def wake(self) -> None:
-        """A job was queued: dispatch without waiting for the next poll."""
+        """A job was queued (or cancelled): act without waiting for the next poll."""
+        self._wake.set()
 
-    def cancel(self, job_id: str) -> None:
-        """Stop the job's worker if it runs."""
+    def cancel(self, job_id: str) -> JobRecord:
+        """QUEUED or RUNNING -> CANCELLED now; a running worker is stopped by the next tick."""
+        job = self._repo.get_job(job_id)
+        if job.state in JOB_FINAL_STATES:
+            raise FailedPrecondition(f"job {job_id} is already {job.state}; nothing to cancel")
+        finish_job(self._repo, job_id, JOB_CANCELLED, f"cancelled by the user while {job.state}")
+        self.wake()
+        return self._repo.get_job(job_id)
 
     def stop(self, grace: float = 5.0) -> None:
         """Stop dispatching; stop running workers (their jobs are re-queued at restart)."""
+        self._stop_grace = grace
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def running_jobs(self) -> list[str]:
+        return list(self._workers)
+
+    # -- the scheduler thread --------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self._tick()
+            except Exception:  # the scheduler must outlive any one bad tick
+                log.exception("job scheduler tick failed")
+            self._wake.wait(POLL_S)
+            self._wake.clear()
+        self._terminate_all(self._stop_grace)
+
+    def _tick(self) -> None:
+        for worker in list(self._workers.values()):
+            if worker.process.poll() is not None:
+                self._reap(worker)
+            else:
+                self._police(worker)
+        while len(self._workers) < self._settings.job_concurrency and not self._stopping.is_set():
+            job = self._repo.claim_next_job()
+            if job is None:
+                break
+            self._launch(job)
+
+    def _launch(self, job: JobRecord) -> None:
+        message = f"worker starting (attempt {job.attempts})"
+        self._repo.add_event(JobEvent(job.id, 0, JOB_RUNNING, "start", job.percent, message))
+        try:
+            process = spawn.spawn_worker(job.id, self._settings)
+        except OSError as exc:
+            finish_job(self._repo, job.id, JOB_FAILED, f"cannot start the worker: {exc}")
+            return
+        self._workers[job.id] = _Worker(job.id, process, time.monotonic())
+        log.info("job %s: worker pid %d started", job.id, process.pid)
+
+    def _police(self, worker: _Worker) -> None:
+        """Stop a worker whose job is over (cancelled, timed out, or finished but the worker
+        lingers) so it frees its slot; SIGKILL after a grace."""
+        now = time.monotonic()
+        if worker.terminated_at is not None:
+            if now - worker.terminated_at > KILL_GRACE_S:
+                spawn.signal_group(worker.process, signal.SIGKILL)
+            return
+        timeout = self._settings.job_timeout_s
+        if now - worker.started > timeout:
+            reason = f"exceeded PARETO_JOB_TIMEOUT_S={timeout:g} (wall time of one job)"
+            finish_job(self._repo, worker.job_id, JOB_FAILED, reason)
+        if self._repo.get_job(worker.job_id).state in JOB_FINAL_STATES:
+            # cancelled or timed out; or finished by the worker, which should be exiting
+            spawn.signal_group(worker.process, signal.SIGTERM)
+            worker.terminated_at = now
+
+    def _reap(self, worker: _Worker) -> None:
+        del self._workers[worker.job_id]
+        code = worker.process.returncode
+        log.info("job %s: worker exited with %s", worker.job_id, code)
+        if self._repo.get_job(worker.job_id).state not in JOB_FINAL_STATES:
+            log_file = spawn.log_path(self._settings.data_dir, worker.job_id)
+            reason = spawn.exit_reason(code, log_file, self._settings)
+            finish_job(self._repo, worker.job_id, JOB_FAILED, reason)
+        self._wake.set()  # a slot is free
+
+    def _terminate_all(self, grace: float) -> None:
+        """Server shutdown: SIGTERM every worker, SIGKILL what is left after `grace`."""
+        for worker in self._workers.values():
+            spawn.signal_group(worker.process, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for worker in self._workers.values():
+            try:
+                worker.process.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                spawn.signal_group(worker.process, signal.SIGKILL)
+                worker.process.wait()
+        self._workers.clear()
+
+    def _recovered_event(self, job: JobRecord) -> None:
+        if job.state == JOB_QUEUED:
+            message = f"re-queued after a server restart (attempts so far: {job.attempts})"
+        else:
+            message = job.reason or f"{job.state.lower()} after a server restart"
+        self._repo.add_event(JobEvent(job.id, 0, job.state, "recover", job.percent, message))

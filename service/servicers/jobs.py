@@ -1,13 +1,78 @@
-"""`pareto.v1.JobService` (being written: UNIMPLEMENTED until then)."""
+"""`pareto.v1.JobService`: thin adapter over job validation, the repository and the scheduler."""
 
 from __future__ import annotations
 
-from pareto.v1 import jobs_pb2_grpc
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+from google.protobuf.json_format import MessageToDict
+
+from pareto.v1 import jobs_pb2, jobs_pb2_grpc
+from service.jobs.create import JobRequest, validate_job
 from service.jobs.scheduler import JobScheduler
+from service.servicers.engine_convert import event_to_proto, job_to_proto, recipe_from_proto
+from service.store.records import JOB_FINAL_STATES
 from service.store.sqlite_repository import SqliteRepository
+
+WATCH_POLL_S = 0.2
+# A job final in the DB but whose final event has not shown up yet gets this long.
+WATCH_FINAL_GRACE_S = 1.0
 
 
 class JobServicer(jobs_pb2_grpc.JobServiceServicer):
     def __init__(self, repo: SqliteRepository, scheduler: JobScheduler) -> None:
         self._repo = repo
         self._scheduler = scheduler
+
+    def CreateJob(self, request: jobs_pb2.CreateJobRequest, context) -> jobs_pb2.Job:
+        record = validate_job(self._repo, job_request_from_proto(request))
+        stored = self._repo.create_job(record)
+        self._scheduler.wake()
+        return job_to_proto(stored)
+
+    def GetJob(self, request: jobs_pb2.GetJobRequest, context) -> jobs_pb2.Job:
+        return job_to_proto(self._repo.get_job(request.id))
+
+    def ListJobs(self, request: jobs_pb2.ListJobsRequest, context) -> jobs_pb2.ListJobsResponse:
+        jobs = self._repo.list_jobs(request.model)
+        return jobs_pb2.ListJobsResponse(jobs=[job_to_proto(j) for j in jobs])
+
+    def CancelJob(self, request: jobs_pb2.CancelJobRequest, context) -> jobs_pb2.Job:
+        return job_to_proto(self._scheduler.cancel(request.id))
+
+    def WatchJob(
+        self, request: jobs_pb2.WatchJobRequest, context: grpc.ServicerContext
+    ) -> Iterator[jobs_pb2.JobEvent]:
+        """Every event from `from_sequence` on, then new ones until the job's final event."""
+        self._repo.get_job(request.id)  # NotFound before the stream starts
+        next_sequence = max(0, request.from_sequence)
+        final_since: float | None = None
+        while context.is_active():
+            for event in self._repo.list_events(request.id, next_sequence):
+                yield event_to_proto(event)
+                next_sequence = event.sequence + 1
+                if event.state in JOB_FINAL_STATES:
+                    return
+            if self._repo.get_job(request.id).state in JOB_FINAL_STATES:
+                final_since = final_since or time.monotonic()
+                if time.monotonic() - final_since > WATCH_FINAL_GRACE_S:
+                    return
+            time.sleep(WATCH_POLL_S)
+
+
+def job_request_from_proto(request: jobs_pb2.CreateJobRequest) -> JobRequest:
+    evaluation: dict[str, Any] = {
+        "batch_sizes": [int(b) for b in request.evaluation.batch_sizes],
+        "iterations": int(request.evaluation.iterations),
+        "runtime": request.evaluation.runtime,
+    }
+    return JobRequest(
+        model=request.model,
+        model_version=int(request.model_version),
+        recipes=[recipe_from_proto(r) for r in request.recipes],
+        datasets=dict(request.datasets),
+        quality_budget=MessageToDict(request.quality_budget, preserving_proto_field_name=True),
+        evaluation=evaluation,
+    )

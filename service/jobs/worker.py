@@ -1,0 +1,91 @@
+"""A job's worker process: `python -m service.jobs.worker --data-dir D --job-id ID`.
+
+Started by the scheduler in its own process group with its memory limit already set
+(RLIMIT_AS, applied by the scheduler with prlimit). The worker makes itself die with the
+server (PR_SET_PDEATHSIG) before doing anything else, turns SIGTERM into a cancellation
+flag that the pipeline checks between steps and techniques check inside long loops, and
+runs the job. Anything unexpected becomes FAILED with the exception as the reason; a crash
+that kills the process is turned into FAILED by the scheduler from the exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+PR_SET_PDEATHSIG = 1
+EXIT_PARENT_GONE = 3
+
+log = logging.getLogger("service.jobs.worker")
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """SIGKILL this process when the server that started it dies (Linux only)."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            log.warning("prctl(PR_SET_PDEATHSIG) failed: errno %d", ctypes.get_errno())
+    if parent_pid and os.getppid() != parent_pid:  # the server died before prctl
+        sys.exit(EXIT_PARENT_GONE)
+
+
+def cancellation_flag() -> threading.Event:
+    """An event set by SIGTERM (cancel, or the server stopping)."""
+    flag = threading.Event()
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        flag.set()  # no logging here: the handler may interrupt a log call
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    return flag
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m service.jobs.worker")
+    parser.add_argument("--data-dir", type=Path, required=True)
+    parser.add_argument("--job-id", required=True)
+    parser.add_argument("--parent-pid", type=int, default=0, help="exit if it is gone")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    die_with_parent(args.parent_pid)
+    cancelled = cancellation_flag()
+    from service.settings import load_settings
+
+    settings = load_settings(data_dir=args.data_dir)
+    logging.basicConfig(
+        level=settings.log_level, format=f"%(asctime)s {args.job_id} %(levelname)s %(message)s"
+    )
+    from service.jobs.runner import run_job
+
+    try:
+        run_job(args.data_dir, args.job_id, settings, cancelled.is_set)
+    except Exception as exc:
+        log.exception("job %s: unexpected error", args.job_id)
+        _fail(args.data_dir, args.job_id, f"internal error in the worker: {exc!r}")
+        return 1
+    return 0
+
+
+def _fail(data_dir: Path, job_id: str, reason: str) -> None:
+    from service.jobs.events import finish_job
+    from service.store.records import JOB_FAILED
+    from service.store.sqlite_repository import SqliteRepository
+
+    repo = SqliteRepository(data_dir / "metadata.db")
+    try:
+        finish_job(repo, job_id, JOB_FAILED, reason)
+    finally:
+        repo.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
