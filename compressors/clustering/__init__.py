@@ -1,0 +1,1 @@
+"""Weight clustering: `cluster.kmeans` (k shared values per layer, as TFMOT)."""
