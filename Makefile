@@ -16,6 +16,8 @@ install: $(PY)
 	# torch first and pinned: it comes from the local CPU wheel, never a CUDA build.
 	$(PIP) install --quiet $(TORCH_PIN)
 	$(PIP) install --quiet -e '.[models,dev]' $(TORCH_PIN)
+	# onnx2torch without its torchvision requirement (see pyproject.toml).
+	$(PIP) install --quiet --no-deps onnx2torch==1.5.15
 
 demo:
 	$(PY) -m examples.demo
@@ -33,6 +35,7 @@ proto:
 
 bench:
 	$(PY) -m bench.serving
+	$(PY) -m bench.compression
 
 clean:
 	rm -rf .pareto .demo .pytest_cache

@@ -8,22 +8,17 @@ from pathlib import Path
 
 import click
 import grpc
-from google.protobuf.json_format import MessageToDict
 from rich.console import Console
 from rich.table import Table
 
 from pareto_cli.client import FORMAT_NAMES, ParetoClient
+from pareto_cli.datasets import datasets
 from pareto_cli.infer import infer
+from pareto_cli.jobs import compress, jobs
+from pareto_cli.options import server_option, to_dict
 from pareto_cli.progress import upload_progress
 from pareto_cli.serve import serve
-
-server_option = click.option(
-    "--server",
-    envvar="PARETO_SERVER",
-    default="127.0.0.1:8001",
-    show_default=True,
-    help="Gateway address host:port (env PARETO_SERVER).",
-)
+from pareto_cli.variants import variants
 
 
 class GrpcErrors(click.Group):
@@ -63,7 +58,7 @@ def upload(path, name, fmt, description, labels, new_version, as_json, server) -
     with ParetoClient(server) as client, upload_progress(path, name) as advance:
         model = client.upload(path, name, fmt, description, label_map, new_version, advance)
     if as_json:
-        click.echo(json.dumps(_to_dict(model), indent=2))
+        click.echo(json.dumps(to_dict(model), indent=2))
     else:
         click.echo(
             f"uploaded {model.name} version {model.version} ({model.size_bytes} bytes, "
@@ -79,7 +74,7 @@ def models(as_json: bool, server: str) -> None:
     with ParetoClient(server) as client:
         records = client.list_models()
     if as_json:
-        click.echo(json.dumps([_to_dict(m) for m in records], indent=2))
+        click.echo(json.dumps([to_dict(m) for m in records], indent=2))
         return
     table = Table("name", "version", "format", "size", "inputs", "outputs", "created")
     for m in records:
@@ -103,10 +98,6 @@ def _format_name(value: int) -> str:
     return {v: k for k, v in FORMAT_NAMES.items()}.get(value, "unknown")
 
 
-def _to_dict(message) -> dict:
-    return MessageToDict(message, preserving_proto_field_name=True)
-
-
 def _split_pair(text: str, option: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep or not key:
@@ -114,8 +105,8 @@ def _split_pair(text: str, option: str) -> tuple[str, str]:
     return key, value
 
 
-cli.add_command(serve)
-cli.add_command(infer)
+for command in (serve, infer, datasets, compress, jobs, variants):
+    cli.add_command(command)
 
 if __name__ == "__main__":
     cli()
