@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
+from google.protobuf.message import Message
 
 from pareto.v1 import (
     common_pb2,
@@ -87,7 +88,13 @@ class ParetoClient:
             labels=labels or {},
             new_version=new_version,
         )
-        response = self.models.UploadModel(_upload_messages(path, header, progress))
+        messages = stream_file(
+            path,
+            models_pb2.UploadModelRequest(header=header),
+            lambda chunk: models_pb2.UploadModelRequest(chunk=chunk),
+            progress,
+        )
+        response = self.models.UploadModel(messages)
         return response.model
 
     def list_models(self, label_selector: dict[str, str] | None = None) -> list[models_pb2.Model]:
@@ -111,12 +118,17 @@ class ParetoClient:
         self.close()
 
 
-def _upload_messages(
-    path: Path, header: models_pb2.UploadHeader, progress: Callable[[int], None] | None
-) -> Iterator[models_pb2.UploadModelRequest]:
-    yield models_pb2.UploadModelRequest(header=header)
+def stream_file(
+    path: Path,
+    first: Message,
+    chunk_message: Callable[[bytes], Message],
+    progress: Callable[[int], None] | None,
+) -> Iterator[Message]:
+    """A client-streaming upload: `first` (the header), then the file in CHUNK_BYTES chunks;
+    `progress(n)` is called with each chunk's size."""
+    yield first
     with path.open("rb") as f:
         while chunk := f.read(CHUNK_BYTES):
-            yield models_pb2.UploadModelRequest(chunk=chunk)
+            yield chunk_message(chunk)
             if progress:
                 progress(len(chunk))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pareto.v1 import datasets_pb2
-from pareto_cli.client import CHUNK_BYTES, ParetoClient, sha256_of
+from pareto_cli.client import ParetoClient, sha256_of, stream_file
 from pareto_cli.options import json_option, server_option, to_dict
 from pareto_cli.progress import upload_progress
 
@@ -31,18 +31,13 @@ def upload_dataset(
         sha256=sha256_of(path),
         description=description,
     )
-    return client.datasets.UploadDataset(_messages(path, header, progress))
-
-
-def _messages(
-    path: Path, header: datasets_pb2.DatasetHeader, progress: Callable[[int], None] | None
-) -> Iterator[datasets_pb2.UploadDatasetRequest]:
-    yield datasets_pb2.UploadDatasetRequest(header=header)
-    with path.open("rb") as f:
-        while chunk := f.read(CHUNK_BYTES):
-            yield datasets_pb2.UploadDatasetRequest(chunk=chunk)
-            if progress:
-                progress(len(chunk))
+    messages = stream_file(
+        path,
+        datasets_pb2.UploadDatasetRequest(header=header),
+        lambda chunk: datasets_pb2.UploadDatasetRequest(chunk=chunk),
+        progress,
+    )
+    return client.datasets.UploadDataset(messages)
 
 
 def _list(server: str, as_json: bool) -> None:

@@ -7,7 +7,6 @@ real technique, and its variant is measured and served.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +14,9 @@ import pytest
 import tritonclient.grpc as tc
 
 from examples.datasets import write_example_datasets
-from pareto.v1 import datasets_pb2, jobs_pb2, variants_pb2
+from pareto.v1 import jobs_pb2, variants_pb2
 from pareto_cli.client import ParetoClient
+from pareto_cli.datasets import upload_dataset
 from pareto_cli.jobs import load_recipe_file
 
 RECIPES = sorted((Path(__file__).parents[2] / "examples" / "recipes").glob("*.yaml"))
@@ -33,15 +33,7 @@ def uploaded(client: ParetoClient, digits_model, minilm_model, example_datasets)
     client.upload(digits_model.path, "digits")
     client.upload(minilm_model.path, "minilm")
     for name, path in example_datasets.items():
-        data = path.read_bytes()
-        header = datasets_pb2.DatasetHeader(
-            name=name, size_bytes=len(data), sha256=hashlib.sha256(data).hexdigest()
-        )
-        messages = [
-            datasets_pb2.UploadDatasetRequest(header=header),
-            datasets_pb2.UploadDatasetRequest(chunk=data),
-        ]
-        client.datasets.UploadDataset(iter(messages))
+        upload_dataset(client, path, name)
 
 
 def request_for(recipe: Path) -> jobs_pb2.CreateJobRequest:
