@@ -90,11 +90,43 @@ class Session(abc.ABC):
         """Release what the session holds."""
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What a runtime can run: stored model formats, KServe datatypes, devices it may use."""
+
+    formats: tuple[str, ...]
+    datatypes: tuple[str, ...]
+    devices: tuple[str, ...]
+
+
 class Runtime(abc.ABC):
     """A backend that can load model files of some formats into sessions."""
 
     name: str
     formats: frozenset[str]
+    # False: never picked by `runtime_for_format`, only when asked for by name.
+    auto_select: bool = True
+
+    def capabilities(self) -> Capabilities:
+        """Formats, datatypes and devices; backends narrow the defaults."""
+        return Capabilities(tuple(sorted(self.formats)), tuple(KSERVE_TO_NUMPY), ("cpu",))
+
+    # The prepare step: backends that must build what they load (an engine, a .tflite)
+    # override `build` and `build_key_parts`; `runtimes.artifacts.ArtifactCache.prepare`
+    # runs the build once and caches its output in the store.
+
+    def build_key_parts(self, options: dict[str, Any] | None = None) -> dict[str, str]:
+        """What, besides the model's sha256, an artifact built by this runtime depends on
+        (runtime version, device, options): the artifact cache key (runtimes/artifacts.py)."""
+        return {}
+
+    def build(self, model_path: Path, out_dir: Path, options: dict[str, Any] | None) -> Path:
+        """Write the artifact for `model_path` under the empty `out_dir`; return the path
+        (inside `out_dir`) that `load` takes."""
+        raise NotImplementedError(f"runtime {self.name!r} has no build step")
+
+    def needs_build(self) -> bool:
+        return type(self).build is not Runtime.build
 
     @abc.abstractmethod
     def available(self) -> str | None:

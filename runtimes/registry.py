@@ -17,6 +17,11 @@ from service.errors import FailedPrecondition, InvalidArgument
 # accept one format.
 BACKENDS: dict[str, str | type[Runtime]] = {
     "onnxruntime_cpu": "runtimes.onnxruntime_cpu:OnnxRuntimeCpu",
+    # Only when asked for by name (auto_select = False): a build step, a device or a
+    # remote server they need is never chosen for a user (see README "Runtimes").
+    "tensorrt_gpu": "runtimes.tensorrt_gpu:TensorRtGpu",
+    "edgetpu_tflite": "runtimes.edgetpu_tflite:EdgeTpuTflite",
+    "triton_remote": "runtimes.triton_remote:TritonRemote",
 }
 
 
@@ -51,7 +56,7 @@ class RuntimeRegistry:
 
     def for_format(self, fmt: str) -> Runtime:
         """The first available runtime accepting `fmt`, else FailedPrecondition saying why."""
-        candidates = [rt for rt in self.all() if fmt in rt.formats]
+        candidates = [rt for rt in self.all() if fmt in rt.formats and rt.auto_select]
         reasons: list[str] = []
         for runtime in candidates:
             missing = runtime.available()
@@ -59,10 +64,12 @@ class RuntimeRegistry:
                 return runtime
             reasons.append(f"{runtime.name}: {missing}")
         if not candidates:
-            accepted = {rt.name: sorted(rt.formats) for rt in self.all()}
+            accepted = {rt.name: sorted(rt.formats) for rt in self.all() if rt.auto_select}
+            by_name = [rt.name for rt in self.all() if fmt in rt.formats]
+            hint = f"; runtimes that serve it when asked for by name: {by_name}" if by_name else ""
             raise FailedPrecondition(
-                f"no runtime on this host serves model format {fmt!r}: no registered runtime "
-                f"accepts it (registered runtimes and their formats: {accepted})"
+                f"no runtime on this host serves model format {fmt!r} by default: no default "
+                f"runtime accepts it (default runtimes and their formats: {accepted}){hint}"
             )
         raise FailedPrecondition(
             f"no runtime for model format {fmt!r} is available on this host: " + "; ".join(reasons)
