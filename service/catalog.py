@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from service.deployments.records import deployments_using
 from service.errors import FailedPrecondition
 from service.sessions import SessionManager
 from service.store.blobs import BlobStore
@@ -20,24 +21,29 @@ class ModelCatalog:
         self._sessions = sessions
 
     def delete(self, name: str, version: int = 0) -> list[ModelRecord]:
-        """Delete one version (or all when 0). Refused while a version is loaded for serving,
-        has variants (they would lose their parent: delete them first) or has a job queued or
-        running.
+        """Delete one version (or all when 0). Refused while a deployment targets it, it is
+        loaded for serving, has variants (they would lose their parent: delete them first)
+        or has a job queued or running.
 
         The row goes first, then any blob no remaining record refers to: a crash in between
         leaves an orphan blob, which start-up garbage collection removes.
         """
         self._repo.get_model(name, version)  # NotFound before anything else
+        self._refuse_if_depended_on(name, version)
         if self._sessions.is_loaded(name, version):
             raise FailedPrecondition(
                 f"model {name!r}{f' version {version}' if version else ''} is loaded for "
                 "serving; unload it first (RepositoryModelUnload / tritonclient unload_model)"
             )
-        self._refuse_if_depended_on(name, version)
         return delete_model(self._blobs, self._repo, name, version)
 
     def _refuse_if_depended_on(self, name: str, version: int) -> None:
         what = f"model {name!r}{f' version {version}' if version else ''}"
+        deployed = deployments_using(self._repo.list_deployments(), name, str(version or ""))
+        if deployed:
+            raise FailedPrecondition(
+                f"{what} is a target of deployment(s) {_some(deployed)}; delete them first"
+            )
         variants = [
             v.id for v in self._repo.list_variants(name) if version in (0, v.parent_version)
         ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -16,6 +17,9 @@ from runtimes.base import Signature
 from service import metrics
 from service.servables import Servable
 from service.sessions import SessionManager
+
+if TYPE_CHECKING:
+    from service.deployments.manager import DeploymentManager
 
 # Labels used when a request fails before a model is resolved (bounded: never the name asked).
 UNRESOLVED_LABELS = ("", "", "")
@@ -32,10 +36,16 @@ class InferResult:
 
 
 class DataPlane:
-    def __init__(self, sessions: SessionManager) -> None:
+    def __init__(
+        self, sessions: SessionManager, deployments: DeploymentManager | None = None
+    ) -> None:
         self.sessions = sessions
+        self.deployments = deployments  # endpoints with A/B splits take precedence
 
-    def infer(self, name: str, version: str, decode: Decoder) -> InferResult:
+    def infer(self, name: str, version: str, decode: Decoder, route_key: str = "") -> InferResult:
+        """`route_key` (sticky routing) matters only for deployed endpoints."""
+        if self.deployments is not None and self.deployments.serves(name):
+            return self.deployments.infer(name, version, route_key, decode)
         started = time.perf_counter()
         labels = UNRESOLVED_LABELS
 
@@ -52,9 +62,13 @@ class DataPlane:
 
     def model(self, name: str, version: str = "") -> Servable:
         """What (name, version) designates (NotFound if nothing); loads nothing."""
+        if self.deployments is not None and self.deployments.serves(name):
+            return self.deployments.servable(name, version)
         return self.sessions.resolve(name, version)
 
     def model_ready(self, name: str, version: str = "") -> bool:
+        if self.deployments is not None and self.deployments.serves(name):
+            return self.deployments.ready(name, version)
         return self.sessions.is_ready(self.model(name, version))
 
     def load(self, name: str, version: str = "") -> None:

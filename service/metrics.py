@@ -76,6 +76,80 @@ MODEL_LOADED = Gauge(
     "1 while the model is loaded and ready to serve.",
     _SERVING,
 )
+RUNTIME_BUILD_DURATION = Histogram(
+    "pareto_runtime_build_duration_seconds",
+    "Time a runtime took to build what it loads (TensorRT engine, int8 .tflite), in seconds.",
+    ("runtime",),
+    buckets=(0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0),
+)
+RUNTIME_INFO = Gauge(
+    "pareto_runtime_info",
+    "1 for each runtime that loaded a model, labelled with the device it really runs on "
+    "(e.g. edgetpu_tflite on cpu-fallback) and its version.",
+    ("runtime", "device", "version", "accelerated"),
+)
+RUNTIME_CACHE_HITS = Counter(
+    "pareto_runtime_artifact_cache_hits",
+    "Prepares that reused a built artifact from the store.",
+    ("runtime",),
+)
+RUNTIME_CACHE_MISSES = Counter(
+    "pareto_runtime_artifact_cache_misses",
+    "Prepares that had to build the artifact.",
+    ("runtime",),
+)
+# Deployments (A/B serving): `model` is the endpoint name, `role` primary or shadow.
+_ROUTED = ("model", "variant", "runtime", "role")
+ENDPOINT_DURATION = Histogram(
+    "pareto_endpoint_request_duration_seconds",
+    "Time to answer a request routed by a deployment (shadow copies: to run them), in seconds.",
+    _ROUTED,
+    buckets=_LATENCY_BUCKETS,
+)
+ENDPOINT_REQUESTS = Counter(
+    "pareto_endpoint_requests",
+    "Requests routed by a deployment (and shadow copies run) by final gRPC status code.",
+    (*_ROUTED, "code"),
+)
+TRAFFIC_WEIGHT = Gauge(
+    "pareto_variant_traffic_weight",
+    "Percent of the endpoint's traffic a target answers (shadows: 0).",
+    _ROUTED,
+)
+SHADOW_AGREEMENT = Histogram(
+    "pareto_shadow_agreement",
+    "Agreement of two targets' answers to one request (measure: top1 = fraction of rows "
+    "with the same argmax, cosine = mean row cosine); recorded for both targets.",
+    (*_ROUTED, "measure"),
+    buckets=(0.5, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999, 0.9999, 1.0),
+)
+SHADOW_MAX_ABS_DIFF = Histogram(
+    "pareto_shadow_max_abs_diff",
+    "Largest element-wise difference of two targets' answers to one request.",
+    _ROUTED,
+    buckets=(1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 0.1, 1.0, 10.0),
+)
+SHADOW_DROPPED = Counter(
+    "pareto_shadow_dropped",
+    "Copies of requests not compared because the shadow queue was full.",
+    _ROUTED,
+)
+CANARY_STEP = Gauge(
+    "pareto_canary_step",
+    "Current step (1-based) of the canary target's rollout plan; 0 after a rollback.",
+    _ROUTED,
+)
+ROLLBACKS = Counter(
+    "pareto_rollbacks",
+    "Automatic canary rollbacks, by the SLO broken (error_rate, latency, agreement).",
+    (*_ROUTED, "reason"),
+)
+JOBS = Gauge(
+    "pareto_jobs",
+    "Compression jobs in the store by state (QUEUED, RUNNING, SUCCEEDED, FAILED, "
+    "CANCELLED), counted by the gateway's job scheduler every few seconds.",
+    ("state",),
+)
 UPLOADS = Counter(
     "pareto_uploads",
     "Model uploads by final gRPC status code.",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -60,15 +61,19 @@ class SessionManager:
         self._options = runtime_options
         self._load_on_demand = load_on_demand
         self._measure_memory = measure_memory
-        self._loaded: dict[tuple[str, str], LoadedModel] = {}
+        # Key: servable.key for the default runtime with the server's options, else
+        # servable.key + (runtime name, options as JSON): see `session_key`.
+        self._loaded: dict[tuple[str, ...], LoadedModel] = {}
         self._lock = threading.Lock()
-        self._load_locks: dict[tuple[str, str], threading.Lock] = {}
+        self._load_locks: dict[tuple[str, ...], threading.Lock] = {}
 
     def resolve(self, name: str, version: str = "") -> Servable:
         return self.resolver.resolve(name, version)
 
-    def is_ready(self, servable: Servable) -> bool:
-        model = self._loaded.get(servable.key)
+    def is_ready(
+        self, servable: Servable, runtime_name: str = "", options: dict[str, Any] | None = None
+    ) -> bool:
+        model = self._loaded.get(session_key(servable, runtime_name, options))
         return model is not None and not model.draining
 
     def is_loaded(self, name: str, version: int | str = 0) -> bool:
@@ -79,15 +84,24 @@ class SessionManager:
             keys = list(self._loaded)
         return any(self._matches(key, name, version) for key in keys)
 
-    def _matches(self, key: tuple[str, str], name: str, version: str) -> bool:
-        if key == (name, version) or (key[0] == name and not version):
+    def _matches(self, key: tuple[str, ...], name: str, version: str) -> bool:
+        if key[:2] == (name, version) or (key[0] == name and not version):
             return True
         return f"{key[0]}.{key[1]}" == name
 
     @contextmanager
     def acquire(self, name: str, version: str = "") -> Iterator[LoadedModel]:
         """A loaded model held for one request; unload waits until it is released."""
-        model = self._acquire(self.resolve(name, version))
+        with self.acquire_servable(self.resolve(name, version)) as model:
+            yield model
+
+    @contextmanager
+    def acquire_servable(
+        self, servable: Servable, runtime_name: str = "", options: dict[str, Any] | None = None
+    ) -> Iterator[LoadedModel]:
+        """`acquire` for a resolved servable, optionally on a named runtime with its own
+        options (deployments); one session per (servable, runtime, options)."""
+        model = self._acquire(servable, runtime_name, options)
         try:
             yield model
         finally:
@@ -95,39 +109,51 @@ class SessionManager:
                 model.in_flight -= 1
                 model.idle.notify_all()
 
-    def _acquire(self, servable: Servable) -> LoadedModel:
-        model = self._loaded.get(servable.key)
+    def _acquire(
+        self, servable: Servable, runtime_name: str = "", options: dict[str, Any] | None = None
+    ) -> LoadedModel:
+        model = self._loaded.get(session_key(servable, runtime_name, options))
         if model is None:
             if not self._load_on_demand:
                 raise FailedPrecondition(
                     f"model {servable.model!r} version {servable.version} is not loaded; load "
                     "it first (RepositoryModelLoad, or tritonclient load_model)"
                 )
-            model = self.load(servable)
+            model = self.load(servable, runtime_name, options)
         with model.idle:
             if model.draining:
                 raise FailedPrecondition(f"model {servable.model!r} is being unloaded")
             model.in_flight += 1
         return model
 
-    def load(self, servable: Servable) -> LoadedModel:
-        key = servable.key
+    def load(
+        self, servable: Servable, runtime_name: str = "", options: dict[str, Any] | None = None
+    ) -> LoadedModel:
+        key = session_key(servable, runtime_name, options)
         with self._lock:
             load_lock = self._load_locks.setdefault(key, threading.Lock())
         with load_lock:
             if key in self._loaded:
                 return self._loaded[key]
-            model = self._load(servable)
+            model = self._load(servable, runtime_name, options)
             with self._lock:
                 self._loaded[key] = model
         return model
 
-    def _load(self, servable: Servable) -> LoadedModel:
-        runtime = registry.runtime_for_format(servable.format)
+    def _load(
+        self, servable: Servable, runtime_name: str = "", options: dict[str, Any] | None = None
+    ) -> LoadedModel:
+        runtime = named_runtime(runtime_name, servable.format)
+        options = self._options if options is None else options
         path = self._model_path(servable)
+        # issue 7 (runtimes): complete the runtime's options and build or reuse its cached
+        # artifact (TensorRT engine, int8 .tflite) before loading: service/runtime_prep.py.
+        from service import runtime_prep
+
+        path, options = runtime_prep.prepare(runtime, servable, path, options, self._blobs.root)
         started = time.perf_counter()
-        session = runtime.load(path, self._options)
-        model = LoadedModel(servable, runtime, session, path, self._options)
+        session = runtime.load(path, options)
+        model = LoadedModel(servable, runtime, session, path, options)
         labels = model.labels
         metrics.MODEL_LOAD_DURATION.labels(*labels).observe(time.perf_counter() - started)
         metrics.MODEL_SIZE.labels(*labels).set(servable.size_bytes)
@@ -175,6 +201,23 @@ class SessionManager:
                 metric.remove(*model.labels)
         log.info("unloaded %s version %s", model.servable.model, model.servable.version)
 
+    def unload_session(
+        self,
+        servable: Servable,
+        runtime_name: str = "",
+        options: dict[str, Any] | None = None,
+        timeout_s: float = 30.0,
+    ) -> bool:
+        """Drain and close the one session of (servable, runtime, options), if loaded."""
+        key = session_key(servable, runtime_name, options)
+        model = self._loaded.get(key)
+        if model is None:
+            return False
+        self._drain_and_close(model, timeout_s)
+        with self._lock:
+            self._loaded.pop(key, None)
+        return True
+
     def loaded(self) -> list[LoadedModel]:
         with self._lock:
             return list(self._loaded.values())
@@ -183,3 +226,30 @@ class SessionManager:
         for model in self.loaded():
             self._drain_and_close(model, timeout_s=5.0)
         self._loaded.clear()
+
+
+def session_key(
+    servable: Servable, runtime_name: str = "", options: dict[str, Any] | None = None
+) -> tuple[str, ...]:
+    """Sessions are shared per (servable, runtime, options); the default runtime with the
+    server's options keeps the plain servable key."""
+    if not runtime_name and options is None:
+        return servable.key
+    return (*servable.key, runtime_name, json.dumps(options, sort_keys=True))
+
+
+def named_runtime(name: str, fmt: str) -> Runtime:
+    """The runtime called `name` (the default one for `fmt` when empty). A named runtime
+    that is unavailable here or cannot load `fmt` is FailedPrecondition, never replaced."""
+    if not name:
+        return registry.runtime_for_format(fmt)
+    runtime = registry.get_runtime(name)  # InvalidArgument for unknown names
+    missing = runtime.available()
+    if missing is not None:
+        raise FailedPrecondition(f"runtime {name!r} is not available on this host: {missing}")
+    if fmt not in runtime.formats:
+        raise FailedPrecondition(
+            f"runtime {name!r} cannot serve model format {fmt!r} (it serves "
+            f"{sorted(runtime.formats)})"
+        )
+    return runtime

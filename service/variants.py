@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from service.deployments.records import deployments_using
 from service.errors import FailedPrecondition, NotFound
 from service.sessions import SessionManager
 from service.store.blobs import BlobStore
@@ -22,10 +23,16 @@ def list_variants(repo: SqliteRepository, model: str = "") -> list[VariantRecord
 def delete_variant(
     repo: SqliteRepository, blobs: BlobStore, sessions: SessionManager, variant_id: str
 ) -> VariantRecord:
-    """Delete a variant, refused while it is loaded for serving. The row goes first, then
-    the blob unless another record refers to it (a crash in between leaves an orphan blob,
-    which start-up garbage collection removes)."""
+    """Delete a variant, refused while a deployment uses it or it is loaded. The row goes
+    first, then the blob unless another record refers to it (a crash in between leaves an
+    orphan blob, which start-up garbage collection removes)."""
     variant = repo.get_variant(variant_id)  # NotFound before anything else
+    deployed = deployments_using(repo.list_deployments(), variant.parent_model, variant_id)
+    if deployed:
+        raise FailedPrecondition(
+            f"variant {variant_id!r} is a target of deployment(s) {', '.join(deployed)}; "
+            "remove it from them first (DeleteDeployment, or a new deployment without it)"
+        )
     if sessions.is_loaded(variant.serving_name):
         raise FailedPrecondition(
             f"variant {variant_id!r} is loaded for serving as {variant.serving_name!r} "

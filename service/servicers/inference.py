@@ -12,12 +12,15 @@ from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
 from runtimes import registry
-from service import kserve_codec
+from service import kserve_codec, names
 from service.dataplane import DataPlane
 from service.errors import ParetoError
+from service.router import ROUTE_KEY
 
 SERVER_NAME = "pareto"
 EXTENSIONS = ("model_repository",)
+_NV = ("name", "version")  # field names for names.serving
+_MV = ("model_name", "model_version")
 
 
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
@@ -39,11 +42,11 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     def ModelReady(self, request: pb.ModelReadyRequest, context) -> pb.ModelReadyResponse:
         return pb.ModelReadyResponse(
-            ready=self._dataplane.model_ready(request.name, request.version)
+            ready=self._dataplane.model_ready(*names.serving(request.name, request.version, _NV))
         )
 
     def ModelMetadata(self, request: pb.ModelMetadataRequest, context):
-        servable = self._dataplane.model(request.name, request.version)
+        servable = self._dataplane.model(*names.serving(request.name, request.version, _NV))
         return pb.ModelMetadataResponse(
             name=request.name,
             versions=[servable.version],
@@ -53,7 +56,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         )
 
     def ModelInfer(self, request: pb.ModelInferRequest, context) -> pb.ModelInferResponse:
-        return self._infer(request)
+        return self._infer(request, context)
 
     def ModelStreamInfer(
         self, request_iterator: Iterator[pb.ModelInferRequest], context
@@ -61,24 +64,25 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         # Triton semantics: a failed request reports its error in the stream, which goes on.
         for request in request_iterator:
             try:
-                yield pb.ModelStreamInferResponse(infer_response=self._infer(request))
+                yield pb.ModelStreamInferResponse(infer_response=self._infer(request, context))
             except ParetoError as exc:
                 yield pb.ModelStreamInferResponse(error_message=f"{exc.code.name}: {exc}")
 
-    def _infer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
+    def _infer(self, request: pb.ModelInferRequest, context=None) -> pb.ModelInferResponse:
         def decode(signature):
             return (
                 kserve_codec.decode_inputs(request, signature),
                 kserve_codec.requested_outputs(request, signature),
             )
 
-        result = self._dataplane.infer(request.model_name, request.model_version, decode)
+        name, version = names.serving(request.model_name, request.model_version, _MV)
+        result = self._dataplane.infer(name, version, decode, route_key(request, context))
         return kserve_codec.encode_response(
             request.model_name,
             result.servable.version,
             request.id,
             result.outputs,
-            {"pareto_runtime": result.runtime},
+            {"pareto_runtime": result.runtime, "pareto_variant": result.servable.variant_label},
         )
 
     def RepositoryIndex(self, request: pb.RepositoryIndexRequest, context):
@@ -99,12 +103,22 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         return pb.RepositoryIndexResponse(models=index)
 
     def RepositoryModelLoad(self, request: pb.RepositoryModelLoadRequest, context):
-        self._dataplane.load(request.model_name)
+        self._dataplane.load(names.serving_name(request.model_name))
         return pb.RepositoryModelLoadResponse()
 
     def RepositoryModelUnload(self, request: pb.RepositoryModelUnloadRequest, context):
-        self._dataplane.unload(request.model_name)
+        self._dataplane.unload(names.serving_name(request.model_name))
         return pb.RepositoryModelUnloadResponse()
+
+
+def route_key(request: pb.ModelInferRequest, context) -> str:
+    """The sticky-routing key: request parameter `pareto-route-key`, else gRPC metadata."""
+    if ROUTE_KEY in request.parameters:
+        return request.parameters[ROUTE_KEY].string_param
+    for key, value in context.invocation_metadata() if context is not None else ():
+        if key == ROUTE_KEY:
+            return value if isinstance(value, str) else value.decode()
+    return ""
 
 
 def _platform(fmt: str) -> str:

@@ -84,7 +84,13 @@ def _zip_members(zf: zipfile.ZipFile) -> Iterator[_Member]:
 
 
 def _opener(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> Callable[[], IO[bytes]]:
-    return lambda: zf.open(info)
+    def open_member() -> IO[bytes]:
+        try:
+            return zf.open(info)
+        except OSError as e:  # a corrupt offset: seek before the start of the file
+            raise zipfile.BadZipFile(f"member {info.filename!r}: {e}") from e
+
+    return open_member
 
 
 def _tar_members(tf: tarfile.TarFile) -> Iterator[_Member]:
@@ -186,6 +192,8 @@ def safe_extract(
                 _extract_all(_tar_members(tf), dest_dir, max_unpacked_bytes, max_members)
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as e:
         raise InvalidArgument(f"bundle is a damaged {kind} archive: {e}") from e
+    except (NotImplementedError, RuntimeError) as e:  # zipfile: odd method, "encrypted"
+        raise InvalidArgument(f"bundle is an unsupported {kind} archive: {e}") from e
 
 
 def _extract_all(

@@ -27,6 +27,7 @@ from service.errors import AlreadyExists, FailedPrecondition, InvalidArgument, N
 from service.store.repository import FORMATS, ModelRecord, ModelRepository
 from service.store.sqlite_codec import specs_from_json, specs_to_json
 from service.store.sqlite_datasets import SqliteDatasets
+from service.store.sqlite_deployments import SqliteDeployments
 from service.store.sqlite_jobs import SqliteJobs
 from service.store.sqlite_variants import SqliteVariants
 
@@ -122,6 +123,17 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX variants_sha256 ON variants (sha256)",
         "CREATE INDEX variants_job ON variants (job_id)",
     ),
+    (  # 3: deployments (endpoint -> targets, weights, canary plan and status as JSON).
+        """CREATE TABLE deployments (
+            name       TEXT    PRIMARY KEY,
+            model      TEXT    NOT NULL,
+            spec       TEXT    NOT NULL,
+            revision   INTEGER NOT NULL CHECK (revision >= 1),
+            created_at TEXT    NOT NULL,
+            updated_at TEXT    NOT NULL
+        )""",
+        "CREATE INDEX deployments_model ON deployments (model)",
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -149,7 +161,9 @@ def _check_version(version: int) -> None:
         raise InvalidArgument(f"version must be >= 0 (0 means latest), got {version}")
 
 
-class SqliteRepository(SqliteDatasets, SqliteJobs, SqliteVariants, ModelRepository):
+class SqliteRepository(
+    SqliteDatasets, SqliteJobs, SqliteVariants, SqliteDeployments, ModelRepository
+):
     """Models, datasets, jobs with their events, and variants, in one database file."""
 
     def __init__(self, path: Path | str) -> None:

@@ -1,0 +1,247 @@
+"""Deployment lifecycle: validate, load, persist, then swap the routing table in.
+
+Changes are serialised by one lock; each one is checked completely (and the sessions it
+needs are loaded) before the row is written, and the new `Endpoint` is installed by one
+dict assignment after the write, so a request sees the old split or the new one, and a
+refused change leaves everything as it was.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import replace
+from typing import Any
+
+from service import metrics
+from service.dataplane import Decoder, InferResult
+from service.deployments import endpoint as ep
+from service.deployments import validate
+from service.deployments.records import (
+    CANARY_CANCELLED,
+    CANARY_RUNNING,
+    CanaryPlan,
+    CanaryStatus,
+    DeploymentRecord,
+    TargetSpec,
+)
+from service.deployments.stats import TargetStats
+from service.deployments.targets import ServingTarget, build_target, forget_metrics, publish_weight
+from service.errors import AlreadyExists, InvalidArgument, NotFound, ParetoError
+from service.servables import Servable
+from service.sessions import SessionManager
+from service.shadow import ShadowQueue
+from service.store.sqlite_codec import now
+from service.store.sqlite_repository import SqliteRepository
+
+log = logging.getLogger(__name__)
+
+
+class DeploymentManager:
+    def __init__(
+        self,
+        repo: SqliteRepository,
+        sessions: SessionManager,
+        server_options: dict[str, Any],
+        shadows: ShadowQueue,
+        stats_window: int = 4096,
+    ) -> None:
+        self._repo = repo
+        self._sessions = sessions
+        self._server_options = server_options
+        self.shadows = shadows
+        self._stats_window = stats_window
+        self._stats: dict[tuple[str, str], TargetStats] = {}
+        self._endpoints: dict[str, ep.Endpoint] = {}
+        self._write = threading.Lock()
+        shadows.is_live = self._is_live
+
+    def _is_live(self, target: ServingTarget) -> bool:
+        endpoint = self._endpoints.get(target.endpoint)
+        return endpoint is not None and any(t.name == target.name for t in endpoint.targets)
+
+    def restore(self) -> threading.Thread:
+        """Serve every stored deployment; their sessions load in the background (or on
+        first use, whichever comes first)."""
+        for record in self._repo.list_deployments():
+            try:
+                self._install(self._build(record))
+            except ParetoError as exc:
+                log.error("deployment %r is not served: %s", record.name, exc)
+        loader = threading.Thread(target=self._load_all, name="deployments-load", daemon=True)
+        loader.start()
+        return loader
+
+    def _load_all(self) -> None:
+        for endpoint in self.endpoints():
+            for target in endpoint.targets:
+                try:
+                    self._sessions.load(*target.session_args)
+                except Exception as exc:  # logged; requests will report it too
+                    log.error("deployment %r target %r: %s", target.endpoint, target.name, exc)
+
+    # -- data plane ---------------------------------------------------------------------
+
+    def serves(self, name: str) -> bool:
+        return name in self._endpoints
+
+    def infer(self, name: str, version: str, route_key: str, decode: Decoder) -> InferResult:
+        endpoint = self._endpoint(name)
+        return ep.infer(endpoint, self._sessions, self.shadows, version, route_key, decode)
+
+    def servable(self, name: str, version: str = "") -> Servable:
+        """What metadata requests describe: the pinned target, else the heaviest primary."""
+        route = self._endpoint(name).route
+        target = route.pinned(version) if version else max(route.primaries, key=_weight)
+        return target.servable
+
+    def ready(self, name: str, version: str = "") -> bool:
+        route = self._endpoint(name).route
+        targets = [route.pinned(version)] if version else route.primaries
+        return all(self._sessions.is_ready(*t.session_args) for t in targets)
+
+    def endpoints(self) -> list[ep.Endpoint]:
+        return list(self._endpoints.values())
+
+    def _endpoint(self, name: str) -> ep.Endpoint:
+        found = self._endpoints.get(name)
+        if found is None:
+            raise NotFound(f"deployment {name!r} not found")
+        return found
+
+    # -- management ---------------------------------------------------------------------
+
+    def create(
+        self, name: str, model: str, targets: list[TargetSpec], canary: CanaryPlan | None
+    ) -> DeploymentRecord:
+        with self._write:
+            validate.check_endpoint(self._repo, name, model)
+            if name in self._endpoints or any(d.name == name for d in self.list()):
+                raise AlreadyExists(
+                    f"deployment {name!r} already exists; change its traffic with "
+                    "UpdateTraffic or delete it first"
+                )
+            specs, servables = validate.check_targets(
+                self._repo, model, targets, canary is not None
+            )
+            status = CanaryStatus(CANARY_RUNNING, 1, "", now()) if canary else None
+            record = DeploymentRecord(name, model, specs, canary, status)
+            record = validate.check_canary(record)
+            endpoint = self._build(record, servables)
+            self._load(endpoint)
+            stored = self._repo.add_deployment(record)
+            self._install(replace_record(endpoint, stored))
+            return stored
+
+    def update_traffic(
+        self, name: str, weights: dict[str, float], canary: CanaryPlan | None
+    ) -> DeploymentRecord:
+        with self._write:
+            record = self._repo.get_deployment(name)
+            if canary is not None:
+                if weights:
+                    raise InvalidArgument("give weights or a canary plan, not both")
+                zero = {t.name: 0.0 for t in record.primaries}
+                status = CanaryStatus(CANARY_RUNNING, 1, "", now())
+                changed = replace(record.with_weights(zero), canary=canary, canary_status=status)
+                changed = validate.check_canary(changed)
+            else:
+                changed = record.with_weights(validate.check_weights(record, weights))
+                if record.canary_running:
+                    reason = "traffic set by UpdateTraffic"
+                    status = CanaryStatus(CANARY_CANCELLED, 0, reason, now())
+                    changed = replace(changed, canary_status=status)
+            return self.apply(changed, locked=True)
+
+    def apply(self, record: DeploymentRecord, locked: bool = False) -> DeploymentRecord:
+        """Persist a change of `record` (revision-checked) and serve it."""
+        if not locked:
+            with self._write:
+                return self.apply(record, locked=True)
+        endpoint = self._build(record)
+        stored = self._repo.update_deployment(record)
+        self._install(replace_record(endpoint, stored))
+        return stored
+
+    def get(self, name: str) -> DeploymentRecord:
+        return self._repo.get_deployment(name)
+
+    def list(self) -> list[DeploymentRecord]:
+        return self._repo.list_deployments()
+
+    def delete(self, name: str) -> DeploymentRecord:
+        with self._write:
+            record = self._repo.delete_deployment(name)
+            endpoint = self._endpoints.get(name)
+            self._endpoints = {k: v for k, v in self._endpoints.items() if k != name}
+            if endpoint is not None:
+                self._retire(endpoint.targets)
+            return record
+
+    def close(self) -> None:
+        self.shadows.close()
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _build(
+        self, record: DeploymentRecord, servables: list[Servable] | None = None
+    ) -> ep.Endpoint:
+        if servables is None:
+            servables = [
+                validate.resolve_target(self._repo, record.model, t.model_version, t.name)
+                for t in record.targets
+            ]
+        options = self._server_options
+        targets = [
+            build_target(record.name, spec, servable, options, self._stats_of(record, spec))
+            for spec, servable in zip(record.targets, servables, strict=True)
+        ]
+        return ep.build_endpoint(record, targets)
+
+    def _stats_of(self, record: DeploymentRecord, spec: TargetSpec) -> TargetStats:
+        key = (record.name, spec.name)
+        if key not in self._stats:
+            self._stats[key] = TargetStats(self._stats_window)
+        return self._stats[key]
+
+    def _load(self, endpoint: ep.Endpoint) -> None:
+        """Load every target's session; on a failure, unload those this call loaded."""
+        loaded: list[ServingTarget] = []
+        try:
+            for target in endpoint.targets:
+                if not self._sessions.is_ready(*target.session_args):
+                    self._sessions.load(*target.session_args)
+                    loaded.append(target)
+        except ParetoError as exc:
+            for target in loaded:
+                self._sessions.unload_session(*target.session_args)
+            for target in endpoint.targets:
+                self._stats.pop((endpoint.record.name, target.name), None)
+            raise type(exc)(f"target {target.name!r}: {exc}") from None
+
+    def _install(self, endpoint: ep.Endpoint) -> None:
+        self._endpoints = {**self._endpoints, endpoint.record.name: endpoint}
+        for target in endpoint.targets:
+            publish_weight(target)
+        record = endpoint.record
+        if record.canary is not None and record.canary_status is not None:
+            canary = endpoint.target(record.canary.canary)
+            metrics.CANARY_STEP.labels(*canary.labels).set(record.canary_status.step)
+
+    def _retire(self, targets: tuple[ServingTarget, ...]) -> None:
+        """Forget removed targets; close their own sessions unless another endpoint uses
+        them (draining in-flight requests first)."""
+        in_use = {t.session_key for e in self._endpoints.values() for t in e.targets}
+        for target in targets:
+            forget_metrics(target)
+            self._stats.pop((target.endpoint, target.name), None)
+            if target.has_own_session and target.session_key not in in_use:
+                self._sessions.unload_session(*target.session_args)
+
+
+def replace_record(endpoint: ep.Endpoint, record: DeploymentRecord) -> ep.Endpoint:
+    return replace(endpoint, record=record)
+
+
+def _weight(target: ServingTarget) -> float:
+    return target.weight
