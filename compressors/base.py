@@ -74,6 +74,18 @@ class StepContext:
     seed: int = 0
     # Budget of the job, for techniques that search (quantize.accuracy_aware).
     quality_budget: dict[str, Any] = field(default_factory=dict)
+    # Training techniques: where this step's checkpoints live (None: no checkpoints), and
+    # uploaded models by name (teachers, students), latest version.
+    checkpoint_dir: Path | None = None
+    models: Callable[[str], Artifact] | None = None
+
+    def model(self, name: str, technique: str) -> Artifact:
+        """The uploaded model `name` as an artifact (NotFound when there is none)."""
+        from service.errors import FailedPrecondition
+
+        if self.models is None:
+            raise FailedPrecondition(f"{technique} cannot look up model {name!r} here")
+        return self.models(name)
 
     def dataset(self, role: str, technique: str) -> Dataset:
         """The dataset for `role`, or FailedPrecondition naming the technique and role."""
@@ -93,6 +105,27 @@ class StepResult:
     report: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ModelInfo:
+    """An uploaded model as CreateJob sees it (format: the artifact format)."""
+
+    name: str
+    version: int
+    format: str
+    signature: Signature
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """What CreateJob knows besides a step's config, for `Technique.check_job`."""
+
+    model: ModelInfo
+    # role -> (dataset name, whether it has labels)
+    datasets: dict[str, tuple[str, bool]]
+    # an uploaded model by name (raises NotFound when there is none)
+    find_model: Callable[[str], ModelInfo]
+
+
 class Technique(abc.ABC):
     """One compression technique. Subclasses set the class attributes and `apply`."""
 
@@ -101,6 +134,11 @@ class Technique(abc.ABC):
     # Artifact formats `apply` accepts; anything else is FAILED_PRECONDITION.
     input_formats: ClassVar[frozenset[str]] = frozenset({FORMAT_ONNX})
     description: ClassVar[str] = ""
+
+    def check_job(self, config: TechniqueConfig, job: JobInfo, where: str) -> None:
+        """Checks at CreateJob that need more than the config (models it names, datasets):
+        raise InvalidArgument / NotFound / FailedPrecondition naming `where`. Default: none."""
+        return None
 
     @abc.abstractmethod
     def apply(self, artifact: Artifact, config: TechniqueConfig, ctx: StepContext) -> StepResult:

@@ -25,6 +25,9 @@ TECHNIQUE_MODULES: tuple[str, ...] = (
     "compressors.low_rank.svd",
     "compressors.clustering.kmeans",
     "compressors.graph.fold_batchnorm",
+    "compressors.distillation.knowledge",
+    "compressors.quantization.qat",
+    "compressors.pruning.gradual",
 )
 
 CONFIG_VERSION = 1

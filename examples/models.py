@@ -14,6 +14,7 @@ This is client-side code (torch, sklearn, transformers); nothing under `service/
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import warnings
@@ -291,3 +292,66 @@ def tokenize(sentences: Sequence[str], seq_len: int = 32) -> dict[str, np.ndarra
         "input_ids": np.array(ids, dtype=np.int64).reshape(-1, seq_len),
         "attention_mask": np.array(mask, dtype=np.int64).reshape(-1, seq_len),
     }
+
+
+# --------------------------------------------------------------------------- MiniLM student
+
+
+def minilm_student_layers(layers: int, teacher_layers: int = 6) -> list[int]:
+    """Every k-th teacher layer (k = teacher_layers // layers), counting so the last is kept:
+    3 of 6 -> [1, 3, 5] (DistilBERT keeps every other layer of its teacher)."""
+    if not 1 <= layers <= teacher_layers:
+        raise ValueError(f"layers: expected 1..{teacher_layers}, got {layers}")
+    k = teacher_layers // layers
+    return [teacher_layers - 1 - k * i for i in reversed(range(layers))]
+
+
+def export_minilm_student(out_path: Path, layers: int = 3, hidden: bool = False) -> BuiltModel:
+    """A `layers`-layer MiniLM initialised from the teacher's layers (`minilm_student_layers`),
+    same embeddings, pooling and normalisation, saved as a torch.export archive (.pt2) with
+    dynamic batch and sequence dims: the student `distill.knowledge` trains (onnx2torch
+    cannot convert the teacher's ONNX graph, so the student is made here, in torch).
+    With `hidden`, a second output is its last hidden state [batch, seq, 384], which
+    `distill.knowledge` can match to the teacher's (`teacher_hidden`)."""
+    out_path = Path(out_path)
+    params = {"model": "all-MiniLM-L6-v2-student", "layers": layers, "hidden": hidden}
+    params["builder"] = BUILDER_VERSION
+    if _cached_meta(out_path, params) is None:
+        import torch
+
+        module = _pooled_minilm()
+        keep = minilm_student_layers(layers, len(module.bert.encoder.layer))
+        module.bert.encoder.layer = torch.nn.ModuleList(module.bert.encoder.layer[i] for i in keep)
+        module.bert.config.num_hidden_layers = layers
+        if hidden:
+            module = _with_hidden_output(module)
+        example = tokenize(["an example", "another example sentence"], 16)
+        args = (torch.from_numpy(example["input_ids"]), torch.from_numpy(example["attention_mask"]))
+        dims = {0: torch.export.Dim("batch", min=1, max=4096), 1: torch.export.Dim("seq", max=512)}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            program = torch.export.export(module.eval(), args, dynamic_shapes=(dims, dims))
+        buffer = io.BytesIO()  # torch.export.save wants a .pt2 name or a buffer
+        torch.export.save(program, buffer)
+        with _atomic_target(out_path) as tmp:
+            tmp.write_bytes(buffer.getvalue())
+        _write_sidecar(out_path, params, teacher_layers=keep)
+    return BuiltModel(out_path, params)
+
+
+def _with_hidden_output(pooled: Any) -> Any:
+    """MiniLM returning (embedding, last hidden state) instead of the embedding alone."""
+    import torch
+
+    class EmbeddingAndHidden(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.bert = pooled.bert
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple:
+            hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask)[0]
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            mean = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(mean, p=2.0, dim=1), hidden
+
+    return EmbeddingAndHidden().eval()

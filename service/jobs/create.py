@@ -62,6 +62,9 @@ def validate_job(repo: SqliteRepository, request: JobRequest) -> JobRecord:
     model = repo.get_model(request.model, request.model_version)
     recipes = validate_recipes(request.recipes, model)
     datasets = validate_datasets(repo, request.datasets, model)
+    from service.jobs.references import check_steps_against_job
+
+    check_steps_against_job(repo, recipes, model, datasets)
     return JobRecord(
         id=new_job_id(),
         model=model.name,

@@ -21,6 +21,7 @@ from typing import Any
 from compressors.base import FORMAT_ONNX, Artifact, Dataset, StepContext
 from compressors.pipeline import Step, parse_steps, run_recipe
 from service.errors import Cancelled, FailedPrecondition, Internal, ParetoError
+from service.jobs.checkpoints import remove_checkpoints, step_checkpoints
 from service.jobs.create import ARTIFACT_FORMATS
 from service.jobs.events import JobProgress, finish_job
 from service.jobs.variant_store import Produced, measure, store_variant
@@ -107,6 +108,8 @@ class JobRun:
                 self._evaluate_and_store(parent, produced, datasets)
         except Cancelled:
             log.info("job %s stopped: %s", self.job.id, "cancelled or server stopping")
+            if not self._still_running():  # cancelled: it will not resume
+                remove_checkpoints(self.blobs.root, self.job.id)
             return
         except ParetoError as exc:
             self.failures.append(str(exc))
@@ -196,9 +199,14 @@ class JobRun:
                 threads=self.settings.job_threads,
                 seed=0,
                 quality_budget=dict(self.job.quality_budget),
+                checkpoint_dir=step_checkpoints(self.blobs.root, self.job.id, i, j + 1),
+                models=self._uploaded_model,
             )
 
         return make
+
+    def _uploaded_model(self, name: str) -> Artifact:
+        return parent_artifact(self.blobs, self.repo.get_model(name, 0))
 
     def _event(
         self,
@@ -271,6 +279,7 @@ class JobRun:
         return self.repo.get_job(self.job.id).state == JOB_RUNNING
 
     def _finish(self) -> None:
+        remove_checkpoints(self.blobs.root, self.job.id)
         if self.stored:
             message = f"stored {len(self.stored)} variant(s): {', '.join(self.stored)}"
             if self.failures:

@@ -20,11 +20,14 @@ import signal
 import subprocess
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
 
 from service.errors import FailedPrecondition
 from service.jobs import spawn
+from service.jobs.checkpoints import remove_checkpoints
 from service.jobs.events import finish_job
+from service.metrics import JOBS
 from service.settings import Settings
 from service.store.records import (
     JOB_CANCELLED,
@@ -32,6 +35,7 @@ from service.store.records import (
     JOB_FINAL_STATES,
     JOB_QUEUED,
     JOB_RUNNING,
+    JOB_STATES,
     JobEvent,
     JobRecord,
 )
@@ -41,6 +45,7 @@ log = logging.getLogger(__name__)
 
 POLL_S = 0.5
 KILL_GRACE_S = 5.0  # SIGTERM -> SIGKILL for cancelled and timed-out workers
+JOB_COUNT_INTERVAL_S = 5.0  # how often the pareto_jobs gauge is recounted
 
 
 @dataclass
@@ -60,6 +65,7 @@ class JobScheduler:
         self._stopping = threading.Event()
         self._stop_grace = KILL_GRACE_S
         self._thread: threading.Thread | None = None
+        self._counted_at = -float("inf")
 
     def start(self) -> None:
         """Recover interrupted jobs, then start dispatching queued ones."""
@@ -78,6 +84,8 @@ class JobScheduler:
         if job.state in JOB_FINAL_STATES:
             raise FailedPrecondition(f"job {job_id} is already {job.state}; nothing to cancel")
         finish_job(self._repo, job_id, JOB_CANCELLED, f"cancelled by the user while {job.state}")
+        if job.state == JOB_QUEUED:  # a running job's worker is reaped, which removes them
+            remove_checkpoints(self._settings.data_dir, job_id)
         self.wake()
         return self._repo.get_job(job_id)
 
@@ -115,6 +123,17 @@ class JobScheduler:
             if job is None:
                 break
             self._launch(job)
+        self._count_jobs()
+
+    def _count_jobs(self) -> None:
+        """Set pareto_jobs{state} from the store, at most every JOB_COUNT_INTERVAL_S."""
+        now = time.monotonic()
+        if now - self._counted_at < JOB_COUNT_INTERVAL_S:
+            return
+        self._counted_at = now
+        counts = Counter(job.state for job in self._repo.list_jobs())
+        for state in JOB_STATES:
+            JOBS.labels(state).set(counts[state])
 
     def _launch(self, job: JobRecord) -> None:
         message = f"worker starting (attempt {job.attempts})"
@@ -152,6 +171,7 @@ class JobScheduler:
             log_file = spawn.log_path(self._settings.data_dir, worker.job_id)
             reason = spawn.exit_reason(code, log_file, self._settings)
             finish_job(self._repo, worker.job_id, JOB_FAILED, reason)
+        remove_checkpoints(self._settings.data_dir, worker.job_id)  # the job is over
         self._wake.set()  # a slot is free
 
     def _terminate_all(self, grace: float) -> None:
@@ -172,4 +192,5 @@ class JobScheduler:
             message = f"re-queued after a server restart (attempts so far: {job.attempts})"
         else:
             message = job.reason or f"{job.state.lower()} after a server restart"
+            remove_checkpoints(self._settings.data_dir, job.id)
         self._repo.add_event(JobEvent(job.id, 0, job.state, "recover", job.percent, message))

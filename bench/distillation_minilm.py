@@ -1,0 +1,127 @@
+"""The MiniLM half of bench/distillation.py: a 3-layer student distilled on unlabeled
+English text, scored on held-out sentences it never saw, then int8 on top."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.compression import ratios
+from compressors.base import FORMAT_TORCH_EXPORT, Artifact, Dataset
+from compressors.evaluate import EvaluationSettings, evaluate
+
+MODEL_CACHE = Path(__file__).resolve().parent.parent / ".pareto" / "examples"
+SEQ_LEN = 32
+TRANSFER_WINDOWS = 6000
+MINILM_DISTILL = {
+    "student": "minilm-student",
+    "objective": "embedding",
+    "embedding_loss": "cosine",
+    "epochs": 4,
+    "batch_size": 32,
+    "lr": 6e-4,
+    "schedule": "cosine",
+    "warmup_steps": 100,
+    "holdout_fraction": 0.1,
+    # the student's 2nd output (its last hidden state) learns the teacher's, token by token
+    "teacher_hidden": "/bert/encoder/layer.5/output/LayerNorm/LayerNormalization_output_0",
+    "hidden_weight": 1.0,
+}
+
+
+def neighbour_agreement(student: np.ndarray, teacher: np.ndarray, k: int = 5) -> dict[str, float]:
+    """How the student ranks the held-out sentences against each other, as the teacher does:
+    top-1 nearest-neighbour agreement, mean overlap of the k nearest, and the Spearman
+    correlation of all pairwise cosine similarities."""
+
+    def similarities(e: np.ndarray) -> np.ndarray:
+        e = e / np.linalg.norm(e, axis=1, keepdims=True)
+        sims = e @ e.T
+        np.fill_diagonal(sims, -np.inf)
+        return sims
+
+    s_sims, t_sims = similarities(student), similarities(teacher)
+    s, t = np.argsort(-s_sims, axis=1)[:, :k], np.argsort(-t_sims, axis=1)[:, :k]
+    overlap = [len(set(a) & set(b)) / k for a, b in zip(s, t, strict=True)]
+    upper = np.triu_indices(len(student), 1)
+    ranks = [np.argsort(np.argsort(x[upper])) for x in (s_sims, t_sims)]
+    return {
+        "nn_top1_agreement": float((s[:, 0] == t[:, 0]).mean()),
+        f"nn_overlap_at_{k}": float(np.mean(overlap)),
+        "pairwise_spearman": float(np.corrcoef(ranks[0], ranks[1])[0, 1]),
+    }
+
+
+def transfer_text(held_out: list[str], limit: int, seed: int = 0) -> list[str]:
+    """Unlabeled English for the transfer set: word windows (8-28 words, half overlapping)
+    over all of `pydoc_data.topics` with every held-out sentence cut out first, so no
+    held-out sentence (nor a window containing one) is ever trained on."""
+    import random
+    from pydoc_data.topics import topics
+
+    rng = random.Random(seed)
+    windows: list[str] = []
+    for key in sorted(topics):
+        text = " ".join(topics[key].split())
+        for sentence in held_out:
+            text = text.replace(sentence, " \x00 ")
+        for part in text.split("\x00"):
+            words, start = part.split(), 0
+            while start < len(words) - 4:
+                size = rng.randint(8, 28)
+                windows.append(" ".join(words[start : start + size]))
+                start += max(4, size // 2)
+    rng.shuffle(windows)
+    return windows[:limit]
+
+
+def minilm(work: Path, settings: EvaluationSettings, log: Any, threads: int = 1) -> dict[str, Any]:
+    from bench.distillation import apply, onnx_artifact
+    from compressors import onnx_utils
+    from examples.models import export_minilm, export_minilm_student, tokenize
+    from examples.text import sentence_pool, split_sentences
+
+    teacher = onnx_artifact(export_minilm(MODEL_CACHE / "minilm.onnx").path)
+    student_pt2 = export_minilm_student(MODEL_CACHE / "minilm-student-3h.pt2", 3, hidden=True).path
+    student = Artifact(student_pt2, FORMAT_TORCH_EXPORT, teacher.signature)
+    train, held_out = split_sentences(list(sentence_pool()), test_fraction=0.2, seed=0)
+    texts = train + transfer_text(held_out, TRANSFER_WINDOWS)
+    transfer = Dataset("minilm-transfer", tokenize(texts, SEQ_LEN))
+    held = Dataset("minilm-heldout", tokenize(held_out, SEQ_LEN))
+    log(f"minilm: distilling on {len(texts)} texts, {len(held_out)} held-out sentences")
+    distilled, report, seconds = apply(
+        "distill.knowledge",
+        teacher,
+        MINILM_DISTILL,
+        {"training": transfer},
+        work / "distill",
+        threads,
+        {"minilm-student": student},
+    )
+    log(f"minilm: distilled in {seconds:.0f} s: {report['training']['heldout_per_epoch']}")
+    int8, _, _ = apply(
+        "quantize.dynamic", distilled, {"per_channel": True}, {}, work / "int8", settings.threads
+    )
+    parent_m, (student_m, int8_m) = evaluate(teacher, [distilled, int8], held, settings)
+    feeds = onnx_utils.feeds_for(teacher.signature, held.inputs, held.num_samples, "held-out")
+    embed = {
+        n: onnx_utils.outputs_of(a.path, feeds, "embedding", threads, 64)
+        for n, a in (("teacher", teacher), ("student", distilled), ("int8", int8))
+    }
+    return {
+        "sentences": {"transfer": len(texts), "held_out": len(held_out), "seq_len": SEQ_LEN},
+        "config": MINILM_DISTILL,
+        "distill_seconds": round(seconds, 1),
+        "distill_report": report,
+        "student": {
+            **ratios(parent_m, student_m, 1),
+            **neighbour_agreement(embed["student"], embed["teacher"]),
+        },
+        "student_int8": {
+            **ratios(parent_m, int8_m, 1),
+            **neighbour_agreement(embed["int8"], embed["teacher"]),
+        },
+        "measurements": {"teacher": parent_m, "student": student_m, "student_int8": int8_m},
+    }

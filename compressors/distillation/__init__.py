@@ -1,0 +1,1 @@
+"""Knowledge distillation: a student trained to match a teacher (`distill.knowledge`)."""

@@ -1,0 +1,44 @@
+"""CreateJob checks of steps against the rest of the job: `Technique.check_job`.
+
+A step may name other uploaded models (a distillation teacher or student) or need labels in
+a dataset; the technique says what it needs, this module gives it what CreateJob knows
+(the job's model, its datasets and a lookup of uploaded models) in torch-free form.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from compressors import registry
+from compressors.base import JobInfo, ModelInfo
+from service.store.records import RecipeSpec
+from service.store.repository import ModelRecord
+from service.store.sqlite_repository import SqliteRepository
+
+
+def model_info(record: ModelRecord) -> ModelInfo:
+    from service.jobs.create import ARTIFACT_FORMATS
+
+    fmt = ARTIFACT_FORMATS.get(record.format, record.format)
+    return ModelInfo(record.name, record.version, fmt, record.signature)
+
+
+def check_steps_against_job(
+    repo: SqliteRepository,
+    recipes: Sequence[RecipeSpec],
+    model: ModelRecord,
+    datasets: Mapping[str, str],
+) -> None:
+    """Run every step's `check_job`; the first problem is raised (naming the step)."""
+    info = JobInfo(
+        model=model_info(model),
+        datasets={
+            role: (name, repo.get_dataset(name).has_labels) for role, name in datasets.items()
+        },
+        find_model=lambda name: model_info(repo.get_model(name, 0)),
+    )
+    for i, recipe in enumerate(recipes):
+        for j, step in enumerate(recipe.steps):
+            name = step["technique"]
+            config = registry.parse_config(name, step.get("config"))
+            registry.get(name).check_job(config, info, f"recipes[{i}].steps[{j}].config")
