@@ -6,17 +6,19 @@ import hashlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import grpc
 from google.protobuf.message import Message
 
 from pareto.v1 import (
     common_pb2,
     datasets_pb2_grpc,
+    deployments_pb2_grpc,
     jobs_pb2_grpc,
     models_pb2,
     models_pb2_grpc,
+    runtimes_pb2_grpc,
     variants_pb2_grpc,
 )
+from pareto_cli.connection import Connection, current_connection
 
 CHUNK_BYTES = 1024 * 1024
 
@@ -51,9 +53,16 @@ def sha256_of(path: Path) -> str:
 
 
 class ParetoClient:
-    def __init__(self, address: str, max_message_bytes: int = 64 * 1024 * 1024) -> None:
+    def __init__(
+        self,
+        address: str,
+        max_message_bytes: int = 64 * 1024 * 1024,
+        connection: Connection | None = None,
+    ) -> None:
+        """`connection`: token and TLS options; default: the `pareto` command's options,
+        else PARETO_TOKEN / PARETO_TLS* from the environment."""
         self.address = address
-        self._channel = grpc.insecure_channel(
+        self._channel = (connection or current_connection()).channel(
             address,
             options=[
                 ("grpc.max_receive_message_length", max_message_bytes),
@@ -64,6 +73,8 @@ class ParetoClient:
         self.datasets = datasets_pb2_grpc.DatasetServiceStub(self._channel)
         self.jobs = jobs_pb2_grpc.JobServiceStub(self._channel)
         self.variants = variants_pb2_grpc.VariantServiceStub(self._channel)
+        self.deployments = deployments_pb2_grpc.DeploymentServiceStub(self._channel)
+        self.runtimes = runtimes_pb2_grpc.RuntimeServiceStub(self._channel)
 
     def upload(
         self,

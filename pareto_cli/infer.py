@@ -8,6 +8,8 @@ from pathlib import Path
 import click
 import numpy as np
 
+from pareto_cli.connection import connection_options, current_connection
+
 
 @click.command()
 @click.argument("model")
@@ -28,6 +30,7 @@ import numpy as np
 )
 @click.option("--json", "as_json", is_flag=True, help="Print outputs as JSON lists.")
 @click.option("--server", envvar="PARETO_SERVER", default="127.0.0.1:8001", show_default=True)
+@connection_options
 def infer(model, inputs, model_version, output_dir, as_json, server) -> None:
     """Run MODEL on the given inputs and print (or save) its outputs."""
     import tritonclient.grpc as tc
@@ -42,9 +45,12 @@ def infer(model, inputs, model_version, output_dir, as_json, server) -> None:
         tensor = tc.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
         tensor.set_data_from_numpy(array)
         tensors.append(tensor)
-    client = tc.InferenceServerClient(server)
+    connection = current_connection()
+    client = tc.InferenceServerClient(server, **connection.triton_kwargs())
     try:
-        result = client.infer(model, tensors, model_version=model_version)
+        result = client.infer(
+            model, tensors, model_version=model_version, headers=connection.headers()
+        )
     except InferenceServerException as exc:
         raise click.ClickException(f"{exc.status()}: {exc.message()}") from None
     finally:

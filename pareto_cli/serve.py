@@ -38,7 +38,7 @@ def serve(host: str | None, port: int | None, metrics_port: int | None, data_dir
     server = GatewayServer(settings)
     try:
         server.start()
-    except (ParetoError, RuntimeError) as exc:
+    except (ParetoError, RuntimeError, SettingsError) as exc:
         raise click.ClickException(f"cannot start: {exc}") from None
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import math
+import tokenize
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -46,6 +48,19 @@ LABELS = "labels"
 _ZIP_MAGIC = b"PK\x03\x04"
 _NPY_MAGIC = b"\x93NUMPY"
 _PICKLE_REFUSED = "pickled objects are refused (only plain numeric arrays are accepted)"
+# What zipfile and numpy raise on a corrupt archive or member (found by tests/fuzz):
+# bad deflate data, cut streams, unknown zip versions or methods, "encrypted" members,
+# and .npy header text that does not parse.
+_CORRUPT = (
+    zipfile.BadZipFile,
+    zlib.error,
+    EOFError,
+    OSError,
+    NotImplementedError,
+    RuntimeError,
+    ValueError,
+)
+_BAD_HEADER = (ValueError, SyntaxError, tokenize.TokenError)
 
 
 @dataclass(frozen=True)
@@ -92,7 +107,7 @@ def _read_npy_header(fp: IO[bytes], member: str) -> tuple[tuple[int, ...], np.dt
             shape, _, dtype = fmt.read_array_header_2_0(fp)
         else:
             raise InvalidArgument(f"member {member!r}: .npy format version {version} unsupported")
-    except ValueError as exc:
+    except _BAD_HEADER as exc:
         raise InvalidArgument(f"member {member!r} is not a valid .npy array: {exc}") from None
     return tuple(shape), dtype
 
@@ -139,7 +154,7 @@ def _headers(path: Path, max_unpacked_bytes: int) -> tuple[TensorSpec, ...]:
                 spec = _array_spec(member.removesuffix(".npy"), shape, dtype)
                 total += math.prod(shape) * dtype.itemsize
                 specs.append(spec)
-    except zipfile.BadZipFile as exc:
+    except _CORRUPT as exc:
         raise InvalidArgument(f"not a valid .npz archive: {exc}") from None
     if total > max_unpacked_bytes:
         raise ResourceExhausted(
@@ -176,7 +191,7 @@ def inspect_npz(path: Path, max_unpacked_bytes: int) -> NpzContents:
         with np.load(path, allow_pickle=False) as npz:
             for spec in specs:
                 npz[spec.name]  # reads (and CRC-checks) every array once
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+    except _CORRUPT as exc:
         raise InvalidArgument(f"cannot read the arrays of the archive: {exc}") from None
     return NpzContents(specs, samples, any(s.name == LABELS for s in specs))
 

@@ -18,11 +18,22 @@ from service.errors import ParetoError
 
 log = logging.getLogger(__name__)
 
+# Status messages travel in trailing metadata, which clients cap (16 KiB by default): a
+# message echoing a huge user value would reach the caller as RESOURCE_EXHAUSTED "Stream
+# removed" instead of its own code (found by tests/fuzz). Longer messages are cut.
+MAX_MESSAGE_CHARS = 2000
+
+
+def bounded(message: str) -> str:
+    if len(message) <= MAX_MESSAGE_CHARS:
+        return message
+    return f"{message[:MAX_MESSAGE_CHARS]}... ({len(message) - MAX_MESSAGE_CHARS} more characters)"
+
 
 def abort_with(context: grpc.ServicerContext, exc: BaseException, method: str) -> None:
     """Abort the call with the status code that belongs to `exc` (raises)."""
     if isinstance(exc, ParetoError):
-        context.abort(exc.code, str(exc))
+        context.abort(exc.code, bounded(str(exc)))
     log.exception("unhandled error in %s", method, exc_info=exc)
     context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method}; see server log")
 

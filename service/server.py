@@ -6,6 +6,7 @@ import logging
 import threading
 from concurrent import futures
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -17,6 +18,8 @@ from tritonclient.grpc import service_pb2_grpc as kserve_grpc
 from pareto.v1 import (
     datasets_pb2,
     datasets_pb2_grpc,
+    deployments_pb2,
+    deployments_pb2_grpc,
     jobs_pb2,
     jobs_pb2_grpc,
     models_pb2,
@@ -24,19 +27,26 @@ from pareto.v1 import (
     variants_pb2,
     variants_pb2_grpc,
 )
+from service import runtime_prep, tls
+from service.auth import auth_interceptor
+from service.canary import CanaryController
 from service.catalog import ModelCatalog
 from service.datadir import DataDirLock
 from service.dataplane import DataPlane
+from service.deployments.manager import DeploymentManager
 from service.interceptors import ErrorInterceptor
 from service.jobs.scheduler import JobScheduler
 from service.servables import ServableResolver
+from service.servicers import runtimes as runtime_service
 from service.servicers.datasets import DatasetServicer
+from service.servicers.deployments import DeploymentServicer
 from service.servicers.inference import InferenceServicer
 from service.servicers.jobs import JobServicer
 from service.servicers.models import ModelServicer
 from service.servicers.variants import VariantServicer
 from service.sessions import SessionManager
 from service.settings import Settings
+from service.shadow import ShadowQueue
 from service.store.blobs import BlobStore
 from service.store.sqlite_repository import SqliteRepository
 from service.uploads import Uploader, recover_store
@@ -48,6 +58,8 @@ SERVICE_NAMES = (
     datasets_pb2.DESCRIPTOR.services_by_name["DatasetService"].full_name,
     jobs_pb2.DESCRIPTOR.services_by_name["JobService"].full_name,
     variants_pb2.DESCRIPTOR.services_by_name["VariantService"].full_name,
+    deployments_pb2.DESCRIPTOR.services_by_name["DeploymentService"].full_name,
+    runtime_service.SERVICE_NAME,
     kserve_pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name,
     health.SERVICE_NAME,
     reflection.SERVICE_NAME,
@@ -74,6 +86,8 @@ class GatewayServer:
 
     def start(self) -> None:
         s = self.settings
+        credentials = tls.server_credentials(s)  # bad TLS or token files stop us first
+        self._auth = auth_interceptor(s)
         self._lock.acquire()
         self.blobs = BlobStore(s.data_dir)
         self.repo = SqliteRepository(s.data_dir / "metadata.db")
@@ -89,11 +103,22 @@ class GatewayServer:
             s.load_on_demand,
             s.measure_memory,
         )
+        runtime_prep.configure(s.runtime_options, self._dataset_path)
         self.scheduler = JobScheduler(self.repo, s)
+        self.deployments = DeploymentManager(
+            self.repo,
+            self.sessions,
+            s.ort_options(),
+            ShadowQueue(self.sessions, s.shadow_queue_size, s.shadow_workers),
+            s.route_stats_window,
+        )
+        self.deployments.restore()
+        self.canary = CanaryController(self.deployments, s.canary_interval_s)
         self._grpc = self._build_grpc_server()
-        self.port = self._grpc.add_insecure_port(f"{_host(s.host)}:{s.port}")
+        self.port = _bind(self._grpc, f"{_host(s.host)}:{s.port}", credentials)
         self._grpc.start()
         self.scheduler.start()
+        self.canary.start()
         self._metrics_http, _ = start_http_server(s.metrics_port, addr=s.host)
         self.metrics_port = self._metrics_http.server_port
         self._ready.set()
@@ -107,14 +132,17 @@ class GatewayServer:
         s = self.settings
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=s.grpc_workers, thread_name_prefix="grpc"),
-            interceptors=[ErrorInterceptor()],
+            interceptors=[i for i in (self._auth, ErrorInterceptor()) if i is not None],
             options=[
                 ("grpc.max_receive_message_length", s.grpc_max_message_bytes),
                 ("grpc.max_send_message_length", s.grpc_max_message_bytes),
                 ("grpc.so_reuseport", 0),
             ],
         )
-        dataplane = DataPlane(self.sessions)
+        dataplane = DataPlane(self.sessions, self.deployments)
+        deployments_pb2_grpc.add_DeploymentServiceServicer_to_server(
+            DeploymentServicer(self.deployments), server
+        )
         uploader = Uploader(self.blobs, self.repo, s.max_model_bytes)
         models_pb2_grpc.add_ModelServiceServicer_to_server(
             ModelServicer(uploader, self.repo, ModelCatalog(self.repo, self.blobs, self.sessions)),
@@ -132,9 +160,16 @@ class GatewayServer:
         kserve_grpc.add_GRPCInferenceServiceServicer_to_server(
             InferenceServicer(dataplane, package_version(), self._ready.is_set), server
         )
+        runtime_service.add_to_server(
+            runtime_service.RuntimeServicer(self.sessions.resolver, self.blobs), server
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(SERVICE_NAMES, server)
         return server
+
+    def _dataset_path(self, name: str) -> Path:
+        """The stored .npz of dataset `name` (NotFound if none): runtimes' calibration."""
+        return self.blobs.path(self.repo.get_dataset(name).sha256)
 
     def stop(self, grace: float = 5.0) -> None:
         """Stop taking calls, let in-flight ones finish within `grace`, release everything."""
@@ -142,6 +177,8 @@ class GatewayServer:
         self._health.enter_graceful_shutdown()
         self._grpc.stop(grace).wait()
         self.scheduler.stop(grace)
+        self.canary.stop()
+        self.deployments.close()
         self._metrics_http.shutdown()
         self._metrics_http.server_close()
         self.sessions.close()
@@ -151,6 +188,13 @@ class GatewayServer:
 
     def wait(self) -> None:
         self._grpc.wait_for_termination()
+
+
+def _bind(server: grpc.Server, address: str, credentials: grpc.ServerCredentials | None) -> int:
+    """Listen on `address`: TLS (or mTLS) with `credentials`, plaintext without."""
+    if credentials is None:
+        return server.add_insecure_port(address)
+    return server.add_secure_port(address, credentials)
 
 
 def _host(host: str) -> str:

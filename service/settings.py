@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, FilePath, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MiB = 1024 * 1024
@@ -42,6 +42,32 @@ class Settings(BaseSettings):
     )
     job_max_attempts: int = Field(
         2, ge=1, description="Runs of a job interrupted by a restart before it is FAILED."
+    )
+    # Security (README "Security"): all off by default.
+    auth_tokens_file: FilePath | None = Field(
+        None, description="Bearer tokens with scopes; set = every non-open call needs one."
+    )
+    tls_cert_file: FilePath | None = Field(None, description="PEM certificate chain: TLS on.")
+    tls_key_file: FilePath | None = Field(None, description="PEM private key of the cert.")
+    tls_client_ca_file: FilePath | None = Field(
+        None, description="PEM CA bundle: clients must present a cert it signed (mTLS)."
+    )
+
+    runtime_options: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Default options per runtime name, JSON (e.g. triton_remote url).",
+    )
+
+    # Deployments (README "A/B serving").
+    shadow_queue_size: int = Field(
+        64, ge=1, description="Shadow copies waiting to run; more are dropped and counted."
+    )
+    shadow_workers: int = Field(1, ge=1, le=64, description="Threads running shadow copies.")
+    canary_interval_s: float = Field(
+        1.0, gt=0, description="How often running canary plans are judged."
+    )
+    route_stats_window: int = Field(
+        4096, ge=16, description="Latency samples kept per deployment target (report, canary)."
     )
 
     def ort_options(self) -> dict[str, object]:

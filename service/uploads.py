@@ -25,6 +25,7 @@ from types import TracebackType
 from typing import BinaryIO, TypeVar
 
 from runtimes.base import Signature
+from service import names
 from service.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -38,7 +39,6 @@ from service.store.blobs import BlobStore, check_sha256
 from service.store.repository import FORMATS, ModelRecord, ModelRepository
 from service.store.sqlite_repository import already_exists_message
 
-_NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}")
 _LABEL_KEY_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9_./-]{0,126}[A-Za-z0-9])?")
 MAX_LABELS = 64
 MAX_LABEL_VALUE_CHARS = 256
@@ -59,11 +59,7 @@ class UploadRequest:
 
 
 def validate_model_name(name: str) -> str:
-    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
-        raise InvalidArgument(
-            f"name must match [a-zA-Z0-9][a-zA-Z0-9_.-]{{0,127}}, got {str(name)[:200]!r}"
-        )
-    return name
+    return names.model_name(name, "name")
 
 
 def _validate_labels(labels: dict[str, str]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from pareto.v1 import datasets_pb2, datasets_pb2_grpc
+from service import names
 from service.datasets import DatasetUploader, DatasetUploadRequest, delete_dataset
 from service.errors import InvalidArgument
 from service.servicers.engine_convert import dataset_to_proto
@@ -50,7 +51,8 @@ class DatasetServicer(datasets_pb2_grpc.DatasetServiceServicer):
         return datasets_pb2.ListDatasetsResponse(datasets=[dataset_to_proto(r) for r in records])
 
     def GetDataset(self, request: datasets_pb2.GetDatasetRequest, context) -> datasets_pb2.Dataset:
-        return dataset_to_proto(self._repo.get_dataset(request.name))
+        return dataset_to_proto(self._repo.get_dataset(names.dataset_name(request.name)))
 
     def DeleteDataset(self, request: datasets_pb2.DeleteDatasetRequest, context):
-        return dataset_to_proto(delete_dataset(self._blobs, self._repo, request.name))
+        name = names.dataset_name(request.name)
+        return dataset_to_proto(delete_dataset(self._blobs, self._repo, name))

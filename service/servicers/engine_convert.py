@@ -65,13 +65,21 @@ def _integral_floats_to_int(value: Any) -> Any:
     return value
 
 
-def recipe_from_proto(recipe: jobs_pb2.Recipe) -> RecipeSpec:
-    """Unvalidated: `service.jobs.create` checks techniques and configs."""
+def recipe_from_proto(recipe: jobs_pb2.Recipe, where: str = "recipe") -> RecipeSpec:
+    """Unvalidated: `service.jobs.create` checks techniques and configs. `where` names
+    the recipe in errors (e.g. "recipes[0]")."""
     steps = tuple(
-        {"technique": s.technique, "config": _integral_floats_to_int(MessageToDict(s.config))}
-        for s in recipe.steps
+        {"technique": s.technique, "config": _config(s.config, f"{where}.steps[{j}].config")}
+        for j, s in enumerate(recipe.steps)
     )
     return RecipeSpec(name=recipe.name, steps=steps)
+
+
+def _config(config: struct_pb2.Struct, where: str) -> dict[str, Any]:
+    try:
+        return _integral_floats_to_int(MessageToDict(config))
+    except ValueError:  # found by tests/fuzz: JSON has no NaN or infinity
+        raise InvalidArgument(f"{where}: numbers must be finite (got NaN or infinity)") from None
 
 
 def recipe_to_proto(recipe: RecipeSpec) -> jobs_pb2.Recipe:

@@ -10,6 +10,7 @@ import grpc
 from google.protobuf.json_format import MessageToDict
 
 from pareto.v1 import jobs_pb2, jobs_pb2_grpc
+from service import names
 from service.jobs.create import JobRequest, validate_job
 from service.jobs.scheduler import JobScheduler
 from service.servicers.engine_convert import event_to_proto, job_to_proto, recipe_from_proto
@@ -27,26 +28,27 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         self._scheduler = scheduler
 
     def CreateJob(self, request: jobs_pb2.CreateJobRequest, context) -> jobs_pb2.Job:
+        _check_names(request)
         record = validate_job(self._repo, job_request_from_proto(request))
         stored = self._repo.create_job(record)
         self._scheduler.wake()
         return job_to_proto(stored)
 
     def GetJob(self, request: jobs_pb2.GetJobRequest, context) -> jobs_pb2.Job:
-        return job_to_proto(self._repo.get_job(request.id))
+        return job_to_proto(self._repo.get_job(names.job_id(request.id)))
 
     def ListJobs(self, request: jobs_pb2.ListJobsRequest, context) -> jobs_pb2.ListJobsResponse:
-        jobs = self._repo.list_jobs(request.model)
+        jobs = self._repo.list_jobs(names.check_optional(names.MODEL_NAME, request.model, "model"))
         return jobs_pb2.ListJobsResponse(jobs=[job_to_proto(j) for j in jobs])
 
     def CancelJob(self, request: jobs_pb2.CancelJobRequest, context) -> jobs_pb2.Job:
-        return job_to_proto(self._scheduler.cancel(request.id))
+        return job_to_proto(self._scheduler.cancel(names.job_id(request.id)))
 
     def WatchJob(
         self, request: jobs_pb2.WatchJobRequest, context: grpc.ServicerContext
     ) -> Iterator[jobs_pb2.JobEvent]:
         """Every event from `from_sequence` on, then new ones until the job's final event."""
-        self._repo.get_job(request.id)  # NotFound before the stream starts
+        self._repo.get_job(names.job_id(request.id))  # NotFound before the stream starts
         next_sequence = max(0, request.from_sequence)
         final_since: float | None = None
         while context.is_active():
@@ -62,6 +64,13 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
             time.sleep(WATCH_POLL_S)
 
 
+def _check_names(request: jobs_pb2.CreateJobRequest) -> None:
+    """Names the request refers to ("" is left to validate_job: "is required")."""
+    names.check_optional(names.MODEL_NAME, request.model, "model")
+    for role, dataset in request.datasets.items():
+        names.check_optional(names.DATASET_NAME, dataset, f"datasets[{names.shown(role)}]")
+
+
 def job_request_from_proto(request: jobs_pb2.CreateJobRequest) -> JobRequest:
     evaluation: dict[str, Any] = {
         "batch_sizes": [int(b) for b in request.evaluation.batch_sizes],
@@ -71,7 +80,7 @@ def job_request_from_proto(request: jobs_pb2.CreateJobRequest) -> JobRequest:
     return JobRequest(
         model=request.model,
         model_version=int(request.model_version),
-        recipes=[recipe_from_proto(r) for r in request.recipes],
+        recipes=[recipe_from_proto(r, f"recipes[{i}]") for i, r in enumerate(request.recipes)],
         datasets=dict(request.datasets),
         quality_budget=MessageToDict(request.quality_budget, preserving_proto_field_name=True),
         evaluation=evaluation,

@@ -8,7 +8,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from pareto.v1 import common_pb2, models_pb2, models_pb2_grpc
 from runtimes.base import TensorSpec
-from service import metrics
+from service import metrics, names
 from service.catalog import ModelCatalog
 from service.errors import InvalidArgument
 from service.store.repository import ModelRecord, ModelRepository
@@ -52,10 +52,11 @@ class ModelServicer(models_pb2_grpc.ModelServiceServicer):
         return models_pb2.ListModelsResponse(models=[model_to_proto(r) for r in records])
 
     def GetModel(self, request: models_pb2.GetModelRequest, context) -> models_pb2.Model:
-        return model_to_proto(self._repo.get_model(request.name, request.version))
+        name = names.model_name(request.name)
+        return model_to_proto(self._repo.get_model(name, request.version))
 
     def DeleteModel(self, request: models_pb2.DeleteModelRequest, context):
-        deleted = self._catalog.delete(request.name, request.version)
+        deleted = self._catalog.delete(names.model_name(request.name), request.version)
         return models_pb2.DeleteModelResponse(deleted=[model_to_proto(r) for r in deleted])
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pareto.v1 import variants_pb2, variants_pb2_grpc
+from service import names
 from service.errors import InvalidArgument
 from service.servicers.engine_convert import variant_to_proto
 from service.sessions import SessionManager
@@ -18,7 +19,9 @@ class VariantServicer(variants_pb2_grpc.VariantServiceServicer):
         self._sessions = sessions
 
     def ListVariants(self, request: variants_pb2.ListVariantsRequest, context):
-        records = list_variants(self._repo, request.model)
+        records = list_variants(
+            self._repo, names.check_optional(names.MODEL_NAME, request.model, "model")
+        )
         return variants_pb2.ListVariantsResponse(variants=[variant_to_proto(r) for r in records])
 
     def GetVariant(self, request: variants_pb2.GetVariantRequest, context) -> variants_pb2.Variant:
@@ -32,4 +35,4 @@ class VariantServicer(variants_pb2_grpc.VariantServiceServicer):
 def _required_id(variant_id: str) -> str:
     if not variant_id:
         raise InvalidArgument("id is required (a variant id such as var-1a2b3c4d5e)")
-    return variant_id
+    return names.variant_id(variant_id)
