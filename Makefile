@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 TORCH_PIN := torch==2.13.0
 PROTO_OUT := .
 
-.PHONY: install demo test lint proto bench clean
+.PHONY: install litert-venv demo test lint proto bench clean
 
 $(PY):
 	python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
@@ -18,6 +18,21 @@ install: $(PY)
 	$(PIP) install --quiet -e '.[models,dev]' $(TORCH_PIN)
 	# onnx2torch without its torchvision requirement (see pyproject.toml).
 	$(PIP) install --quiet --no-deps onnx2torch==1.5.15
+	# promtool for the deploy/prometheus rule tests (Debian's prometheus package, binary only).
+	bash tools/install_promtool.sh $(VENV)/bin
+	# The LiteRT converter for edgetpu_tflite, in its own venv (litert-torch needs another
+	# pydantic); runtimes/edgetpu_tflite.py calls tools/litert_convert.py with it.
+	$(MAKE) litert-venv
+
+LITERT_VENV ?= $(VENV)/litert
+LITERT_PY := $(LITERT_VENV)/bin/python
+
+litert-venv:
+	test -x $(LITERT_PY) || python3.11 -m venv $(LITERT_VENV) || python3 -m venv $(LITERT_VENV)
+	$(LITERT_PY) -m pip install --quiet --upgrade pip
+	$(LITERT_PY) -m pip install --quiet $(TORCH_PIN)
+	$(LITERT_PY) -m pip install --quiet -c tools/litert-constraints.txt litert-torch==0.10.0 $(TORCH_PIN)
+	$(LITERT_PY) -m pip install --quiet --no-deps -c tools/litert-constraints.txt onnx2torch onnx
 
 demo:
 	$(PY) -m examples.demo
@@ -35,7 +50,10 @@ proto:
 
 bench:
 	$(PY) -m bench.serving
+	$(PY) -m bench.routing
 	$(PY) -m bench.compression
+	$(PY) -m bench.distillation
+	$(PY) -m bench.runtimes
 
 clean:
 	rm -rf .pareto .demo .pytest_cache

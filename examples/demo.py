@@ -5,11 +5,14 @@ digits CNN and MiniLM, uploads both with the `pareto upload` CLI, runs them thro
 `tritonclient.grpc.InferenceServerClient` (checking every answer against ONNX Runtime run
 here) and shows latencies. Then it uploads the example datasets with `pareto datasets
 upload`, compresses both models with `pareto compress` and the recipes in
-examples/recipes/ (MiniLM: dynamic int8; digits: static int8 and 50% structured pruning),
+examples/recipes/ (MiniLM: dynamic int8; digits: static int8, 50% structured pruning, and a
+short distillation into a quarter-size student beside QAT int8),
 prints the measured variants, and runs each variant through the same Triton client by
-`model_version`. Last, an excerpt of the gateway's `pareto_` metrics, and the server is
-stopped with SIGTERM and must exit 0. Any failure ends the demo with a message and exit
-status 1.
+`model_version`. Then `pareto deploy` serves MiniLM fp32 and int8 50/50 behind the
+endpoint `minilm` with the original as shadow, sends sentences, and `pareto report`
+compares the two from the gateway's counters (examples/demo_ab.py). Last, an excerpt
+of the gateway's `pareto_` metrics, and the server is stopped with SIGTERM and must exit 0.
+Any failure ends the demo with a message and exit status 1.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.common import REPO_ROOT, GatewayError, GatewayProcess, fresh_dir, pareto_command
+from examples.demo_ab import ab_deploy_and_report
 
 DEMO_DIR = REPO_ROOT / ".demo"
 LATENCY_REQUESTS = 40
@@ -203,6 +207,7 @@ COMPRESSIONS = (
     ("minilm", "examples/recipes/minilm-dynamic.yaml"),
     ("digits", "examples/recipes/digits-static.yaml"),
     ("digits", "examples/recipes/digits-structured.yaml"),
+    ("digits", "examples/recipes/digits-distill.yaml"),  # a 1/4 student by KD, and QAT int8
 )
 
 
@@ -255,6 +260,9 @@ def run_demo(server: GatewayProcess) -> None:
         console.print(table)
         batches = {"digits": (digit_batch, "logits"), "minilm": (sentence_batch, "embedding")}
         compress_and_serve(client, server.address, batches)
+        step("A/B serving: MiniLM fp32 and int8 50/50, the original as shadow")
+        int8 = list_variants(server.address, "minilm")[0]
+        ab_deploy_and_report(client, server.address, run_cli, int8)
     finally:
         client.close()
     step(f"metrics excerpt from {server.metrics_url}")
