@@ -18,8 +18,12 @@ the same minutes:
   loads the model and runs it once (`runtimes.memory_probe`), i.e. VmHWM - VmRSS-after-import.
 
 Models run on `settings.runtime` (the runtime they will be served on) with
-`settings.threads` intra-op threads and one inter-op thread. A torch.export parent (the
-runtime cannot load it) runs in torch eager mode instead and gets no memory figure (0).
+`settings.threads` threads (ONNX Runtime: intra-op, and one inter-op thread). A runtime
+with a build step (`Runtime.needs_build`, e.g. edgetpu_tflite's int8 .tflite) runs what
+`settings.prepare` builds or reuses from the artifact cache (a job's worker passes
+`service.runtime_prep.job_preparer`, which calibrates on the job's own dataset). A
+torch.export parent the runtime cannot load runs in torch eager mode instead and gets no
+memory figure (0). Each Measurement says which `runtime` and `device` measured it.
 
 Without a dataset, inputs are synthetic and seeded (see eval_inputs); quality is then only
 fidelity to the parent on those samples.
@@ -28,8 +32,8 @@ fidelity to the parent on those samples.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,10 +43,13 @@ from compressors.base import Artifact, Dataset, ProgressFn
 from compressors.eval_inputs import fixed_batch, inputs_for, rows, source_inputs
 from compressors.model_stats import file_stats
 from compressors.quality import QualityAccumulator, batched_outputs
-from runtimes.base import Session, Signature
+from runtimes.base import Runtime, Session, Signature
 from service.errors import FailedPrecondition, InvalidArgument
 
 QUALITY_BATCH = 64
+
+# (runtime, model, options) -> (what `runtime.load` takes, the completed options).
+Preparer = Callable[[Runtime, Artifact, dict[str, Any]], tuple[Path, dict[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -54,6 +61,9 @@ class EvaluationSettings:
     threads: int = 1
     measure_memory: bool = True
     max_eval_samples: int = 1000
+    # Builds (or reuses) what a runtime with a build step loads; None: such runtimes are
+    # refused (FAILED_PRECONDITION).
+    prepare: Preparer | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         checks = {
@@ -91,8 +101,9 @@ def evaluate(
     measurements = [file_stats(a.path, a.format) for a in models]
     sessions: list[Session] = []
     try:
-        for artifact in models:
+        for artifact, m in zip(models, measurements, strict=True):
             sessions.append(_load_session(artifact, settings))
+            m["runtime"], m["device"] = _measured_on(sessions[-1], settings)
         source, labels = source_inputs(sessions[0].signature, dataset, settings.max_eval_samples)
         progress(0.1, "measuring quality on the same inputs", {})
         for m, quality in zip(measurements, _quality(sessions, source, labels), strict=True):
@@ -115,7 +126,50 @@ def evaluate(
 
 
 def _runtime_options(settings: EvaluationSettings) -> dict[str, Any]:
-    return {"intra_op_threads": settings.threads, "inter_op_threads": 1}
+    """The thread options of the runtimes that take them."""
+    if settings.runtime == "onnxruntime_cpu":
+        return {"intra_op_threads": settings.threads, "inter_op_threads": 1}
+    if settings.runtime == "edgetpu_tflite":
+        return {"threads": settings.threads}
+    return {}
+
+
+def _prepared(
+    runtime: Runtime, artifact: Artifact, settings: EvaluationSettings
+) -> tuple[Path, dict[str, Any]]:
+    """(what `runtime.load` takes, its options): the model itself, or the built artifact."""
+    missing = runtime.available()
+    if missing is not None:
+        raise FailedPrecondition(f"runtime {runtime.name!r} is not available: {missing}")
+    options = _runtime_options(settings)
+    if not runtime.needs_build():
+        return Path(artifact.path), options
+    if settings.prepare is None:
+        raise FailedPrecondition(
+            f"runtime {runtime.name!r} builds what it runs; measuring on it needs an "
+            "artifact cache (a compression job has one)"
+        )
+    return settings.prepare(runtime, artifact, options)
+
+
+def check_measurable(artifact: Artifact, settings: EvaluationSettings) -> None:
+    """FailedPrecondition unless `artifact` can be measured on `settings.runtime`. Builds
+    (and caches) the runtime's artifact now, so a model that cannot be built fails alone."""
+    from compressors.base import FORMAT_TORCH_EXPORT
+    from runtimes.registry import get_runtime
+
+    runtime = get_runtime(settings.runtime)
+    if artifact.format in runtime.formats:
+        _prepared(runtime, artifact, settings)
+    elif artifact.format != FORMAT_TORCH_EXPORT:
+        raise FailedPrecondition(_cannot_measure(runtime, artifact))
+
+
+def _cannot_measure(runtime: Runtime, artifact: Artifact) -> str:
+    return (
+        f"runtime {runtime.name!r} cannot measure {Path(artifact.path).name}: it takes "
+        f"{sorted(runtime.formats)} models, this one is {artifact.format!r}"
+    )
 
 
 def _load_session(artifact: Artifact, settings: EvaluationSettings) -> Session:
@@ -124,13 +178,20 @@ def _load_session(artifact: Artifact, settings: EvaluationSettings) -> Session:
 
     runtime = get_runtime(settings.runtime)
     if artifact.format in runtime.formats:
-        return runtime.load(Path(artifact.path), _runtime_options(settings))
+        return runtime.load(*_prepared(runtime, artifact, settings))
     if artifact.format == FORMAT_TORCH_EXPORT:
         return ExportedProgramSession(Path(artifact.path), artifact.signature, settings.threads)
-    raise FailedPrecondition(
-        f"runtime {settings.runtime!r} cannot measure {artifact.path}: it takes "
-        f"{sorted(runtime.formats)} models, this one is {artifact.format!r}"
-    )
+    raise FailedPrecondition(_cannot_measure(runtime, artifact))
+
+
+def _measured_on(session: Session, settings: EvaluationSettings) -> tuple[str, str]:
+    """(runtime, device) that ran `session`: the session's own device when it says one."""
+    from runtimes.registry import get_runtime
+
+    if isinstance(session, ExportedProgramSession):
+        return "torch", "cpu"
+    device = getattr(session, "device", "") or get_runtime(settings.runtime).describe().device
+    return settings.runtime, str(device)
 
 
 class ExportedProgramSession(Session):
@@ -266,7 +327,9 @@ def _memory(artifact: Artifact, settings: EvaluationSettings) -> int:
     from runtimes.memory_probe import measure_model_memory
     from runtimes.registry import get_runtime
 
-    if not settings.measure_memory or artifact.format not in get_runtime(settings.runtime).formats:
+    runtime = get_runtime(settings.runtime)
+    if not settings.measure_memory or artifact.format not in runtime.formats:
         return 0
-    probe = measure_model_memory(settings.runtime, artifact.path, _runtime_options(settings))
+    path, options = _prepared(runtime, artifact, settings)  # a cache hit by now
+    probe = measure_model_memory(settings.runtime, path, options)
     return max(0, probe.peak_rss_bytes - probe.baseline_rss_bytes)

@@ -66,6 +66,20 @@ class DataPlane:
             return self.deployments.servable(name, version)
         return self.sessions.resolve(name, version)
 
+    def model_runtime(self, name: str, version: str = "") -> str:
+        """The name of the runtime that serves (name, version): a deployment's target's, else
+        the model format's default (what a request to the plain model runs on); "" when the
+        format has no default runtime."""
+        if self.deployments is not None and self.deployments.serves(name):
+            return self.deployments.runtime(name, version)
+        from runtimes import registry
+        from service.errors import ParetoError
+
+        try:
+            return registry.runtime_for_format(self.model(name, version).format).name
+        except ParetoError:
+            return ""
+
     def model_ready(self, name: str, version: str = "") -> bool:
         if self.deployments is not None and self.deployments.serves(name):
             return self.deployments.ready(name, version)

@@ -8,6 +8,8 @@ loads. Called by `SessionManager._load` just before `runtime.load`.
   filesystem path (`calibration`) is never taken from a caller.
 * Artifacts: `runtimes.artifacts.ArtifactCache` under `<data dir>/artifacts`, one cache
   object per directory so concurrent loads of one model build once.
+* Jobs: `job_preparer` gives a job's evaluation (compressors/evaluate.py) the same build
+  and cache, calibrated on the job's own calibration dataset only.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from compressors.base import Artifact
 from runtimes.artifacts import ArtifactCache
 from runtimes.base import Runtime
 from service import metrics
@@ -24,6 +27,9 @@ from service.errors import FailedPrecondition, InvalidArgument
 from service.servables import Servable
 
 DatasetPath = Callable[[str], Path]
+# (runtime, model, options) -> (what `runtime.load` takes, the completed options)
+JobPreparer = Callable[[Runtime, Artifact, dict[str, Any]], tuple[Path, dict[str, Any]]]
+CALIBRATED_RUNTIMES = frozenset({"edgetpu_tflite"})  # their build needs a dataset
 
 _lock = threading.Lock()
 _caches: dict[Path, ArtifactCache] = {}
@@ -83,3 +89,35 @@ def prepare(
         1
     )
     return artifact, completed
+
+
+def job_preparer(
+    data_dir: Path,
+    defaults: dict[str, dict[str, Any]],
+    calibration: tuple[str, Path] | None,
+    model_sha256: Callable[[Artifact], str],
+) -> JobPreparer:
+    """What a job's evaluation uses to build or reuse a runtime's artifact for a model
+    (an `Artifact`): the server's defaults under the evaluation's options,
+    and for a runtime that calibrates, the job's own calibration dataset (`calibration`:
+    its name and stored file) and nothing else. The cache is the server's, keyed by
+    `model_sha256(artifact)`: a stored variant later served there is a cache hit."""
+
+    def prepare_model(
+        runtime: Runtime, artifact: Artifact, options: dict[str, Any]
+    ) -> tuple[Path, dict[str, Any]]:
+        merged = {**defaults.get(runtime.name, {}), **options}
+        if runtime.name in CALIBRATED_RUNTIMES:
+            if calibration is None:
+                raise FailedPrecondition(
+                    f"evaluation on {runtime.name} quantizes the models on a representative "
+                    "dataset: give the job a calibration dataset (datasets.calibration)"
+                )
+            merged["calibration_dataset"], merged["calibration"] = (
+                calibration[0],
+                str(calibration[1]),
+            )
+        cache = artifact_cache(Path(data_dir) / "artifacts")
+        return cache.prepare(runtime, model_sha256(artifact), Path(artifact.path), merged), merged
+
+    return prepare_model

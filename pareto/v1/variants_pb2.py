@@ -27,7 +27,7 @@ from pareto.v1 import common_pb2 as pareto_dot_v1_dot_common__pb2
 from pareto.v1 import jobs_pb2 as pareto_dot_v1_dot_jobs__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18pareto/v1/variants.proto\x12\tpareto.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16pareto/v1/common.proto\x1a\x14pareto/v1/jobs.proto\"\x8c\x02\n\x0bMeasurement\x12\x12\n\nsize_bytes\x18\x01 \x01(\x03\x12\x1d\n\x15\x63ompressed_size_bytes\x18\x02 \x01(\x03\x12\x12\n\nparameters\x18\x03 \x01(\x03\x12\x10\n\x08sparsity\x18\x04 \x01(\x01\x12(\n\x07latency\x18\x05 \x03(\x0b\x32\x17.pareto.v1.LatencyStats\x12\x14\n\x0cmemory_bytes\x18\x06 \x01(\x03\x12\x34\n\x07quality\x18\x07 \x03(\x0b\x32#.pareto.v1.Measurement.QualityEntry\x1a.\n\x0cQualityEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"l\n\x0cLatencyStats\x12\x12\n\nbatch_size\x18\x01 \x01(\x03\x12\x0e\n\x06p50_ms\x18\x02 \x01(\x01\x12\x0e\n\x06p90_ms\x18\x03 \x01(\x01\x12\x0e\n\x06p99_ms\x18\x04 \x01(\x01\x12\x18\n\x10throughput_per_s\x18\x05 \x01(\x01\"\xdb\x03\n\x07Variant\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0cserving_name\x18\x02 \x01(\t\x12\x14\n\x0cparent_model\x18\x03 \x01(\t\x12\x16\n\x0eparent_version\x18\x04 \x01(\x03\x12\x0e\n\x06job_id\x18\x05 \x01(\t\x12!\n\x06recipe\x18\x06 \x01(\x0b\x32\x11.pareto.v1.Recipe\x12&\n\x06\x66ormat\x18\x07 \x01(\x0e\x32\x16.pareto.v1.ModelFormat\x12\x0e\n\x06sha256\x18\x08 \x01(\t\x12%\n\x06inputs\x18\t \x03(\x0b\x32\x15.pareto.v1.TensorSpec\x12&\n\x07outputs\x18\n \x03(\x0b\x32\x15.pareto.v1.TensorSpec\x12\'\n\x07metrics\x18\x0b \x01(\x0b\x32\x16.pareto.v1.Measurement\x12.\n\x0eparent_metrics\x18\x0c \x01(\x0b\x32\x16.pareto.v1.Measurement\x12\x11\n\tbudget_ok\x18\r \x01(\x08\x12\x15\n\rbudget_reason\x18\x0e \x01(\t\x12\x13\n\x0breport_json\x18\x0f \x01(\t\x12.\n\ncreated_at\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"$\n\x13ListVariantsRequest\x12\r\n\x05model\x18\x01 \x01(\t\"<\n\x14ListVariantsResponse\x12$\n\x08variants\x18\x01 \x03(\x0b\x32\x12.pareto.v1.Variant\"\x1f\n\x11GetVariantRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\"\n\x14\x44\x65leteVariantRequest\x12\n\n\x02id\x18\x01 \x01(\t2\xe7\x01\n\x0eVariantService\x12O\n\x0cListVariants\x12\x1e.pareto.v1.ListVariantsRequest\x1a\x1f.pareto.v1.ListVariantsResponse\x12>\n\nGetVariant\x12\x1c.pareto.v1.GetVariantRequest\x1a\x12.pareto.v1.Variant\x12\x44\n\rDeleteVariant\x12\x1f.pareto.v1.DeleteVariantRequest\x1a\x12.pareto.v1.Variantb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18pareto/v1/variants.proto\x12\tpareto.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16pareto/v1/common.proto\x1a\x14pareto/v1/jobs.proto\"\xad\x02\n\x0bMeasurement\x12\x12\n\nsize_bytes\x18\x01 \x01(\x03\x12\x1d\n\x15\x63ompressed_size_bytes\x18\x02 \x01(\x03\x12\x12\n\nparameters\x18\x03 \x01(\x03\x12\x10\n\x08sparsity\x18\x04 \x01(\x01\x12(\n\x07latency\x18\x05 \x03(\x0b\x32\x17.pareto.v1.LatencyStats\x12\x14\n\x0cmemory_bytes\x18\x06 \x01(\x03\x12\x34\n\x07quality\x18\x07 \x03(\x0b\x32#.pareto.v1.Measurement.QualityEntry\x12\x0f\n\x07runtime\x18\x08 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\t \x01(\t\x1a.\n\x0cQualityEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"l\n\x0cLatencyStats\x12\x12\n\nbatch_size\x18\x01 \x01(\x03\x12\x0e\n\x06p50_ms\x18\x02 \x01(\x01\x12\x0e\n\x06p90_ms\x18\x03 \x01(\x01\x12\x0e\n\x06p99_ms\x18\x04 \x01(\x01\x12\x18\n\x10throughput_per_s\x18\x05 \x01(\x01\"\xdb\x03\n\x07Variant\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0cserving_name\x18\x02 \x01(\t\x12\x14\n\x0cparent_model\x18\x03 \x01(\t\x12\x16\n\x0eparent_version\x18\x04 \x01(\x03\x12\x0e\n\x06job_id\x18\x05 \x01(\t\x12!\n\x06recipe\x18\x06 \x01(\x0b\x32\x11.pareto.v1.Recipe\x12&\n\x06\x66ormat\x18\x07 \x01(\x0e\x32\x16.pareto.v1.ModelFormat\x12\x0e\n\x06sha256\x18\x08 \x01(\t\x12%\n\x06inputs\x18\t \x03(\x0b\x32\x15.pareto.v1.TensorSpec\x12&\n\x07outputs\x18\n \x03(\x0b\x32\x15.pareto.v1.TensorSpec\x12\'\n\x07metrics\x18\x0b \x01(\x0b\x32\x16.pareto.v1.Measurement\x12.\n\x0eparent_metrics\x18\x0c \x01(\x0b\x32\x16.pareto.v1.Measurement\x12\x11\n\tbudget_ok\x18\r \x01(\x08\x12\x15\n\rbudget_reason\x18\x0e \x01(\t\x12\x13\n\x0breport_json\x18\x0f \x01(\t\x12.\n\ncreated_at\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"$\n\x13ListVariantsRequest\x12\r\n\x05model\x18\x01 \x01(\t\"<\n\x14ListVariantsResponse\x12$\n\x08variants\x18\x01 \x03(\x0b\x32\x12.pareto.v1.Variant\"\x1f\n\x11GetVariantRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\"\n\x14\x44\x65leteVariantRequest\x12\n\n\x02id\x18\x01 \x01(\t2\xe7\x01\n\x0eVariantService\x12O\n\x0cListVariants\x12\x1e.pareto.v1.ListVariantsRequest\x1a\x1f.pareto.v1.ListVariantsResponse\x12>\n\nGetVariant\x12\x1c.pareto.v1.GetVariantRequest\x1a\x12.pareto.v1.Variant\x12\x44\n\rDeleteVariant\x12\x1f.pareto.v1.DeleteVariantRequest\x1a\x12.pareto.v1.Variantb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,21 +37,21 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MEASUREMENT_QUALITYENTRY']._loaded_options = None
   _globals['_MEASUREMENT_QUALITYENTRY']._serialized_options = b'8\001'
   _globals['_MEASUREMENT']._serialized_start=119
-  _globals['_MEASUREMENT']._serialized_end=387
-  _globals['_MEASUREMENT_QUALITYENTRY']._serialized_start=341
-  _globals['_MEASUREMENT_QUALITYENTRY']._serialized_end=387
-  _globals['_LATENCYSTATS']._serialized_start=389
-  _globals['_LATENCYSTATS']._serialized_end=497
-  _globals['_VARIANT']._serialized_start=500
-  _globals['_VARIANT']._serialized_end=975
-  _globals['_LISTVARIANTSREQUEST']._serialized_start=977
-  _globals['_LISTVARIANTSREQUEST']._serialized_end=1013
-  _globals['_LISTVARIANTSRESPONSE']._serialized_start=1015
-  _globals['_LISTVARIANTSRESPONSE']._serialized_end=1075
-  _globals['_GETVARIANTREQUEST']._serialized_start=1077
-  _globals['_GETVARIANTREQUEST']._serialized_end=1108
-  _globals['_DELETEVARIANTREQUEST']._serialized_start=1110
-  _globals['_DELETEVARIANTREQUEST']._serialized_end=1144
-  _globals['_VARIANTSERVICE']._serialized_start=1147
-  _globals['_VARIANTSERVICE']._serialized_end=1378
+  _globals['_MEASUREMENT']._serialized_end=420
+  _globals['_MEASUREMENT_QUALITYENTRY']._serialized_start=374
+  _globals['_MEASUREMENT_QUALITYENTRY']._serialized_end=420
+  _globals['_LATENCYSTATS']._serialized_start=422
+  _globals['_LATENCYSTATS']._serialized_end=530
+  _globals['_VARIANT']._serialized_start=533
+  _globals['_VARIANT']._serialized_end=1008
+  _globals['_LISTVARIANTSREQUEST']._serialized_start=1010
+  _globals['_LISTVARIANTSREQUEST']._serialized_end=1046
+  _globals['_LISTVARIANTSRESPONSE']._serialized_start=1048
+  _globals['_LISTVARIANTSRESPONSE']._serialized_end=1108
+  _globals['_GETVARIANTREQUEST']._serialized_start=1110
+  _globals['_GETVARIANTREQUEST']._serialized_end=1141
+  _globals['_DELETEVARIANTREQUEST']._serialized_start=1143
+  _globals['_DELETEVARIANTREQUEST']._serialized_end=1177
+  _globals['_VARIANTSERVICE']._serialized_start=1180
+  _globals['_VARIANTSERVICE']._serialized_end=1411
 # @@protoc_insertion_point(module_scope)

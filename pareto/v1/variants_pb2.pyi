@@ -12,7 +12,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Measurement(_message.Message):
-    __slots__ = ("size_bytes", "compressed_size_bytes", "parameters", "sparsity", "latency", "memory_bytes", "quality")
+    __slots__ = ("size_bytes", "compressed_size_bytes", "parameters", "sparsity", "latency", "memory_bytes", "quality", "runtime", "device")
     class QualityEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -27,6 +27,8 @@ class Measurement(_message.Message):
     LATENCY_FIELD_NUMBER: _ClassVar[int]
     MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
     QUALITY_FIELD_NUMBER: _ClassVar[int]
+    RUNTIME_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
     size_bytes: int
     compressed_size_bytes: int
     parameters: int
@@ -34,7 +36,9 @@ class Measurement(_message.Message):
     latency: _containers.RepeatedCompositeFieldContainer[LatencyStats]
     memory_bytes: int
     quality: _containers.ScalarMap[str, float]
-    def __init__(self, size_bytes: _Optional[int] = ..., compressed_size_bytes: _Optional[int] = ..., parameters: _Optional[int] = ..., sparsity: _Optional[float] = ..., latency: _Optional[_Iterable[_Union[LatencyStats, _Mapping]]] = ..., memory_bytes: _Optional[int] = ..., quality: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    runtime: str
+    device: str
+    def __init__(self, size_bytes: _Optional[int] = ..., compressed_size_bytes: _Optional[int] = ..., parameters: _Optional[int] = ..., sparsity: _Optional[float] = ..., latency: _Optional[_Iterable[_Union[LatencyStats, _Mapping]]] = ..., memory_bytes: _Optional[int] = ..., quality: _Optional[_Mapping[str, float]] = ..., runtime: _Optional[str] = ..., device: _Optional[str] = ...) -> None: ...
 
 class LatencyStats(_message.Message):
     __slots__ = ("batch_size", "p50_ms", "p90_ms", "p99_ms", "throughput_per_s")

@@ -91,9 +91,15 @@ class DeploymentManager:
 
     def servable(self, name: str, version: str = "") -> Servable:
         """What metadata requests describe: the pinned target, else the heaviest primary."""
+        return self._metadata_target(name, version).servable
+
+    def runtime(self, name: str, version: str = "") -> str:
+        """The runtime that serves the target `servable` describes."""
+        return self._metadata_target(name, version).runtime_label
+
+    def _metadata_target(self, name: str, version: str) -> ServingTarget:
         route = self._endpoint(name).route
-        target = route.pinned(version) if version else max(route.primaries, key=_weight)
-        return target.servable
+        return route.pinned(version) if version else max(route.primaries, key=_weight)
 
     def ready(self, name: str, version: str = "") -> bool:
         route = self._endpoint(name).route

@@ -65,6 +65,8 @@ def validate_job(repo: SqliteRepository, request: JobRequest) -> JobRecord:
     from service.jobs.references import check_steps_against_job
 
     check_steps_against_job(repo, recipes, model, datasets)
+    evaluation = validate_evaluation(request.evaluation)
+    _check_evaluation_datasets(evaluation, datasets)
     return JobRecord(
         id=new_job_id(),
         model=model.name,
@@ -72,8 +74,21 @@ def validate_job(repo: SqliteRepository, request: JobRequest) -> JobRecord:
         recipes=recipes,
         datasets=datasets,
         quality_budget=validate_quality_budget(request.quality_budget),
-        evaluation=validate_evaluation(request.evaluation),
+        evaluation=evaluation,
     )
+
+
+def _check_evaluation_datasets(evaluation: Mapping[str, Any], datasets: Mapping[str, str]) -> None:
+    """A runtime that quantizes what it runs (edgetpu_tflite) calibrates on the job's own
+    calibration dataset (service/runtime_prep.job_preparer): the job must name one."""
+    from service.runtime_prep import CALIBRATED_RUNTIMES
+
+    runtime = evaluation["runtime"]
+    if runtime in CALIBRATED_RUNTIMES and "calibration" not in datasets:
+        raise FailedPrecondition(
+            f"evaluation.runtime {runtime!r} quantizes the models on a representative "
+            "dataset: give the job a calibration dataset (datasets.calibration)"
+        )
 
 
 def validate_recipes(recipes: Sequence[RecipeSpec], model: ModelRecord) -> tuple[RecipeSpec, ...]:

@@ -16,7 +16,7 @@ import logging
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from compressors.base import FORMAT_ONNX, Artifact, Dataset, StepContext
 from compressors.pipeline import Step, parse_steps, run_recipe
@@ -24,7 +24,13 @@ from service.errors import Cancelled, FailedPrecondition, Internal, ParetoError
 from service.jobs.checkpoints import remove_checkpoints, step_checkpoints
 from service.jobs.create import ARTIFACT_FORMATS
 from service.jobs.events import JobProgress, finish_job
-from service.jobs.variant_store import Produced, measure, store_variant
+from service.jobs.variant_store import (
+    Produced,
+    evaluation_settings,
+    file_sha256,
+    measure,
+    store_variant,
+)
 from service.settings import Settings
 from service.store.blobs import BlobStore
 from service.store.bundles import find_onnx
@@ -38,6 +44,9 @@ from service.store.records import (
 )
 from service.store.repository import FORMAT_ONNX_BUNDLE, ModelRecord
 from service.store.sqlite_repository import SqliteRepository
+
+if TYPE_CHECKING:
+    from compressors.evaluate import EvaluationSettings
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +104,7 @@ class JobRun:
         self.is_cancelled = is_cancelled
         self.progress = JobProgress(repo, job.id)
         self.failures: list[str] = []
+        self.parent_sha256 = ""  # set by _load_inputs: the artifact cache keys on it
         self.stored: list[str] = [v.id for v in self._previous_variants()]
 
     def run(self) -> None:
@@ -124,6 +134,7 @@ class JobRun:
         from service.datasets import load_dataset
 
         model = self.repo.get_model(self.job.model, self.job.model_version)
+        self.parent_sha256 = model.sha256
         datasets = {
             role: load_dataset(self.blobs, self.repo.get_dataset(name))
             for role, name in self.job.datasets.items()
@@ -230,19 +241,17 @@ class JobRun:
     ) -> None:
         from compressors.budget import check_budget
 
+        settings = self._evaluation_settings(parent)
+        produced = self._measurable(parent, produced, settings)
+        if not produced:
+            return
         names = ", ".join(p.recipe.name for p in produced)
         self.progress.emit(
             "evaluate", RECIPES_SHARE, f"measuring the parent and {names}", force=True
         )
         try:
             parent_m, variant_ms = measure(
-                parent,
-                produced,
-                datasets,
-                self.job.evaluation,
-                self.settings.job_threads,
-                self.settings.measure_memory,
-                self._evaluation_progress,
+                parent, produced, datasets, settings, self._evaluation_progress
             )
         except Exception as exc:  # reported as the job's reason, like a failing recipe
             if not isinstance(exc, ParetoError):
@@ -256,6 +265,56 @@ class JobRun:
                 self.progress.emit("store", 99.0, f"{p.recipe.name}: {reason}", force=True)
             elif self._still_running():
                 self._store(p, (metrics, parent_m), (ok, reason))
+
+    def _evaluation_settings(self, parent: Artifact) -> EvaluationSettings:
+        """Settings whose runtime builds (e.g. an int8 .tflite) go through the server's
+        artifact cache, calibrated on the job's own calibration dataset."""
+        from service import runtime_prep
+
+        name = self.job.datasets.get("calibration")
+        calibration = None
+        if name:
+            calibration = (name, self.blobs.path(self.repo.get_dataset(name).sha256))
+
+        def sha256(artifact: Artifact) -> str:
+            same = Path(artifact.path) == Path(parent.path)
+            return self.parent_sha256 if same else file_sha256(Path(artifact.path))
+
+        prepare = runtime_prep.job_preparer(
+            self.blobs.root, self.settings.runtime_options, calibration, sha256
+        )
+        return evaluation_settings(
+            self.job.evaluation, self.settings.job_threads, self.settings.measure_memory, prepare
+        )
+
+    def _measurable(
+        self, parent: Artifact, produced: list[Produced], settings: EvaluationSettings
+    ) -> list[Produced]:
+        """The alternatives the evaluation runtime can run (their artifacts built now); the
+        others fail alone, with the reason. A parent it cannot run fails the job."""
+        from compressors.evaluate import check_measurable
+
+        runtime = settings.runtime
+        self.progress.emit("evaluate", RECIPES_SHARE, f"preparing for {runtime}", force=True)
+        try:
+            check_measurable(parent, settings)
+        except Cancelled:
+            raise
+        except ParetoError as exc:
+            raise FailedPrecondition(f"the parent cannot be measured on {runtime}: {exc}") from exc
+        kept = []
+        for p in produced:
+            try:
+                check_measurable(p.artifact, settings)
+            except Cancelled:
+                raise
+            except ParetoError as exc:
+                why = f"{p.recipe.name}: cannot be measured on {runtime}: {exc.code.name}: {exc}"
+                self.failures.append(why)
+                self.progress.emit("evaluate", RECIPES_SHARE, why, force=True)
+                continue
+            kept.append(p)
+        return kept
 
     def _evaluation_progress(
         self, fraction: float, message: str, metrics: dict[str, float]

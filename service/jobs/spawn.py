@@ -10,6 +10,7 @@ output appended to `<data dir>/jobs/<job id>.log`.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import resource
 import signal
@@ -22,7 +23,13 @@ from service.settings import Settings
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 # Settings the worker must share with the server that started it.
-SHARED_SETTINGS = ("job_threads", "extra_technique_modules", "measure_memory", "log_level")
+SHARED_SETTINGS = (
+    "job_threads",
+    "extra_technique_modules",
+    "measure_memory",
+    "log_level",
+    "runtime_options",  # a job's evaluation builds runtime artifacts like the server does
+)
 TAIL_LINES = 8
 TAIL_CHARS = 1500
 
@@ -37,9 +44,12 @@ def worker_env(settings: Settings) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
     for name in SHARED_SETTINGS:
         value = getattr(settings, name)
-        env[f"PARETO_{name.upper()}"] = (
-            str(value).lower() if isinstance(value, bool) else str(value)
-        )
+        if isinstance(value, dict):
+            env[f"PARETO_{name.upper()}"] = json.dumps(value)
+        else:
+            env[f"PARETO_{name.upper()}"] = (
+                str(value).lower() if isinstance(value, bool) else str(value)
+            )
     for var in THREAD_ENV:
         env[var] = str(settings.job_threads)
     return env

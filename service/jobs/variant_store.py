@@ -13,13 +13,16 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from compressors.base import FORMAT_ONNX, Artifact, Dataset, ProgressFn
 from service.errors import Internal, ParetoError
 from service.store.blobs import BlobStore
 from service.store.records import JobRecord, RecipeSpec, VariantRecord
 from service.store.sqlite_repository import SqliteRepository
+
+if TYPE_CHECKING:
+    from compressors.evaluate import EvaluationSettings, Preparer
 
 EVALUATION_ROLES = ("evaluation", "calibration", "training")  # the first present is used
 
@@ -37,25 +40,33 @@ def new_variant_id() -> str:
     return "var-" + secrets.token_hex(5)
 
 
-def measure(
-    parent: Artifact,
-    produced: list[Produced],
-    datasets: dict[str, Dataset],
-    evaluation: dict[str, Any],
-    threads: int,
-    measure_memory: bool,
-    progress: ProgressFn,
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The parent's and every variant's Measurement, taken in one run."""
-    from compressors.evaluate import EvaluationSettings, evaluate
+def evaluation_settings(
+    evaluation: dict[str, Any], threads: int, measure_memory: bool, prepare: Preparer
+) -> EvaluationSettings:
+    """The job's evaluation settings; `prepare` builds what a runtime with a build step
+    runs (service.runtime_prep.job_preparer)."""
+    from compressors.evaluate import EvaluationSettings
 
-    settings = EvaluationSettings(
+    return EvaluationSettings(
         batch_sizes=tuple(evaluation["batch_sizes"]),
         iterations=int(evaluation["iterations"]),
         runtime=evaluation["runtime"],
         threads=threads,
         measure_memory=measure_memory,
+        prepare=prepare,
     )
+
+
+def measure(
+    parent: Artifact,
+    produced: list[Produced],
+    datasets: dict[str, Dataset],
+    settings: EvaluationSettings,
+    progress: ProgressFn,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The parent's and every variant's Measurement, taken in one run."""
+    from compressors.evaluate import evaluate
+
     dataset = next((datasets[r] for r in EVALUATION_ROLES if r in datasets), None)
     return evaluate(parent, [p.artifact for p in produced], dataset, settings, progress)
 
@@ -98,6 +109,14 @@ def store_variant(
     with blobs.lock:
         blobs.commit(staging, sha256)
         return repo.add_variant(record)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1024 * 1024):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def copy_hashing(source: Path, dest: Path) -> tuple[str, int]:

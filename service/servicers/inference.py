@@ -46,11 +46,12 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         )
 
     def ModelMetadata(self, request: pb.ModelMetadataRequest, context):
-        servable = self._dataplane.model(*names.serving(request.name, request.version, _NV))
+        name, version = names.serving(request.name, request.version, _NV)
+        servable = self._dataplane.model(name, version)
         return pb.ModelMetadataResponse(
             name=request.name,
             versions=[servable.version],
-            platform=_platform(servable.format),
+            platform=platform(self._dataplane.model_runtime(name, version) or servable.format),
             inputs=[kserve_codec.tensor_metadata(t) for t in servable.signature.inputs],
             outputs=[kserve_codec.tensor_metadata(t) for t in servable.signature.outputs],
         )
@@ -121,9 +122,12 @@ def route_key(request: pb.ModelInferRequest, context) -> str:
     return ""
 
 
-def _platform(fmt: str) -> str:
-    """Triton-style platform string of the runtime that serves this format."""
+def platform(runtime: str) -> str:
+    """The Triton-style platform string: the runtime's name, with `:<device>` appended when
+    the runtime runs without its accelerator (`edgetpu_tflite:cpu-fallback`). KServe v2's
+    ModelMetadataResponse has no parameters, so the platform is where a client sees it."""
     try:
-        return registry.runtime_for_format(fmt).name
-    except ParetoError:
-        return fmt
+        device = registry.get_runtime(runtime).describe().device
+    except Exception:  # not a runtime (a format), or one that cannot describe itself here
+        return runtime
+    return f"{runtime}:{device}" if device.endswith("fallback") else runtime

@@ -13,13 +13,13 @@ from onnx import TensorProto, helper, numpy_helper
 
 from compressors.base import Artifact, Dataset
 from compressors.eval_inputs import SYNTHETIC_SEQ_LEN, inputs_for, source_inputs
-from compressors.evaluate import EvaluationSettings, evaluate
+from compressors.evaluate import EvaluationSettings, check_measurable, evaluate
 from compressors.model_stats import file_stats
 from compressors.quality import cosine_similarities, cross_entropy, quality_metrics
 from examples.models import onnx_accuracy
 from pareto.v1 import variants_pb2
 from runtimes.base import Signature, TensorSpec
-from service.errors import InvalidArgument
+from service.errors import FailedPrecondition, InvalidArgument
 
 DIGITS = Signature(
     (TensorSpec("pixels", "FP32", (-1, 1, 8, 8)),), (TensorSpec("logits", "FP32", (-1, 10)),)
@@ -238,3 +238,20 @@ def test_quantized_weights_count_zero_where_they_equal_their_zero_point(tmp_path
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     stats = file_stats(path)
     assert stats["sparsity"] == 0.5 and stats["parameters"] == 6
+
+
+def test_each_measurement_says_which_runtime_and_device_measured_it(digits):
+    parent, perturbed, _, dataset = digits
+    parent_m, (variant_m,) = evaluate(parent, [perturbed], dataset, FAST)
+    for m in (parent_m, variant_m):
+        assert (m["runtime"], m["device"]) == ("onnxruntime_cpu", "cpu")
+        ParseDict(m, variants_pb2.Measurement())  # the proto has room for both
+
+
+def test_a_model_the_runtime_cannot_measure_is_a_failed_precondition(digits):
+    parent, *_ = digits
+    odd = Artifact(parent.path, "tflite", DIGITS)
+    with pytest.raises(FailedPrecondition, match=r"takes .* models, this one is 'tflite'"):
+        check_measurable(odd, FAST)
+    with pytest.raises(FailedPrecondition, match="'tensorrt_gpu' is not available"):
+        check_measurable(parent, EvaluationSettings(runtime="tensorrt_gpu"))

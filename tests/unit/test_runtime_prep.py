@@ -54,3 +54,38 @@ def test_one_cache_per_data_directory(tmp_path: Path):
     first = runtime_prep.artifact_cache(tmp_path / "a")
     assert runtime_prep.artifact_cache(tmp_path / "a") is first
     assert runtime_prep.artifact_cache(tmp_path / "b") is not first
+
+
+def test_job_preparer_calibrates_on_the_jobs_own_dataset_through_the_cache(tmp_path: Path):
+    from compressors.base import Artifact
+    from runtimes.edgetpu_tflite import EdgeTpuTflite
+
+    built: list[dict] = []
+
+    class Recording(EdgeTpuTflite):  # the real name and key parts; a stand-in build
+        def available(self) -> str | None:
+            return None
+
+        def build(self, model_path: Path, out_dir: Path, options: dict | None) -> Path:
+            built.append(dict(options or {}))
+            (out_dir / "model.tflite").write_bytes(b"tflite")
+            return out_dir / "model.tflite"
+
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"onnx")
+    calib = tmp_path / "calib.npz"
+    calib.write_bytes(b"npz")
+    artifact = Artifact(model, "onnx", Signature((), ()))
+    defaults = {"edgetpu_tflite": {"calibration_dataset": "other", "calibration": "/etc/passwd"}}
+    prepare = runtime_prep.job_preparer(
+        tmp_path / "data", defaults, ("job-calib", calib), lambda a: "ef" * 32
+    )
+    path, options = prepare(Recording(), artifact, {"threads": 1})
+    again, _ = prepare(Recording(), artifact, {"threads": 1})
+    assert path == again and path.read_bytes() == b"tflite" and len(built) == 1  # cached
+    assert (options["calibration_dataset"], options["calibration"]) == ("job-calib", str(calib))
+    assert built[0]["calibration"] == str(calib)
+
+    without = runtime_prep.job_preparer(tmp_path / "data", {}, None, lambda a: "ef" * 32)
+    with pytest.raises(FailedPrecondition, match=r"calibration dataset \(datasets.calibration\)"):
+        without(Recording(), artifact, {})
