@@ -54,6 +54,7 @@ bench:
 	$(PY) -m bench.compression
 	$(PY) -m bench.distillation
 	$(PY) -m bench.runtimes
+	$(PY) -m bench.load
 
 clean:
 	rm -rf .pareto .demo .pytest_cache

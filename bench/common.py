@@ -85,6 +85,11 @@ class GatewayProcess:
     def metrics_url(self) -> str:
         return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
+    @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs (e.g. to read its RSS)."""
+        return self._proc.pid if self._proc is not None else None
+
     def start(self, timeout: float = 60.0) -> None:
         """Spawn the server and wait until gRPC health says SERVING."""
         args = [

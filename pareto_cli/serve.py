@@ -48,5 +48,5 @@ def serve(host: str | None, port: int | None, metrics_port: int | None, data_dir
         err=True,
     )
     stop.wait()
-    server.stop()
+    server.stop(grace=settings.shutdown_grace_s)
     sys.exit(0)

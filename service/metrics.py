@@ -55,6 +55,17 @@ INFERENCE_QUEUE_DURATION = Histogram(
     _SERVING,
     buckets=_LATENCY_BUCKETS,
 )
+INFERENCE_IN_FLIGHT = Gauge(
+    "pareto_inference_in_flight",
+    "Inference calls admitted and not finished (waiting for a gRPC thread or running); "
+    "at most PARETO_MAX_INFLIGHT_REQUESTS.",
+)
+INFERENCE_REJECTED = Counter(
+    "pareto_inference_rejected",
+    "Inference calls answered RESOURCE_EXHAUSTED without running, by reason (max_inflight: "
+    "PARETO_MAX_INFLIGHT_REQUESTS calls were already in flight).",
+    ("reason",),
+)
 MODEL_SIZE = Gauge(
     "pareto_model_size_bytes",
     "Size of the stored model file (or bundle) of a loaded model, in bytes.",

@@ -28,6 +28,7 @@ from pareto.v1 import (
     variants_pb2_grpc,
 )
 from service import runtime_prep, tls
+from service.admission import InflightLimiter
 from service.auth import auth_interceptor
 from service.canary import CanaryController
 from service.catalog import ModelCatalog
@@ -88,6 +89,7 @@ class GatewayServer:
         s = self.settings
         credentials = tls.server_credentials(s)  # bad TLS or token files stop us first
         self._auth = auth_interceptor(s)
+        self._limiter = InflightLimiter(s.max_inflight_requests)
         self._lock.acquire()
         self.blobs = BlobStore(s.data_dir)
         self.repo = SqliteRepository(s.data_dir / "metadata.db")
@@ -132,7 +134,9 @@ class GatewayServer:
         s = self.settings
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=s.grpc_workers, thread_name_prefix="grpc"),
-            interceptors=[i for i in (self._auth, ErrorInterceptor()) if i is not None],
+            interceptors=[
+                i for i in (self._auth, self._limiter, ErrorInterceptor()) if i is not None
+            ],
             options=[
                 ("grpc.max_receive_message_length", s.grpc_max_message_bytes),
                 ("grpc.max_send_message_length", s.grpc_max_message_bytes),
@@ -176,6 +180,7 @@ class GatewayServer:
         self._ready.clear()
         self._health.enter_graceful_shutdown()
         self._grpc.stop(grace).wait()
+        self._limiter.close()
         self.scheduler.stop(grace)
         self.canary.stop()
         self.deployments.close()

@@ -23,6 +23,15 @@ class Settings(BaseSettings):
         64 * MiB, ge=4 * MiB, description="Largest gRPC message received or sent."
     )
     grpc_workers: int = Field(16, ge=1, le=1024, description="Threads serving gRPC calls.")
+    max_inflight_requests: int = Field(
+        64,
+        ge=1,
+        description="Inference calls admitted at once (running or waiting for a gRPC thread); "
+        "more are answered RESOURCE_EXHAUSTED at once.",
+    )
+    shutdown_grace_s: float = Field(
+        5.0, ge=0, description="On SIGTERM: how long in-flight calls may take to finish."
+    )
     ort_intra_op_threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads.")
     ort_inter_op_threads: int = Field(0, ge=0, description="ONNX Runtime inter-op threads.")
     ort_graph_optimization_level: Literal["disable", "basic", "extended", "all"] = "all"

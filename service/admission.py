@@ -1,0 +1,121 @@
+"""Bounded inference concurrency: past PARETO_MAX_INFLIGHT_REQUESTS, RESOURCE_EXHAUSTED at once.
+
+A gRPC server interceptor. gRPC calls `intercept_service` on its polling thread, before
+the call is queued for a worker thread, so an inference call counts from there (waiting
+for a thread, then running) until its handler returns: requests waiting for a thread can
+never grow past the limit. A call over the limit is not queued behind the others: its
+handler only answers RESOURCE_EXHAUSTED and runs on a small pool of its own (gRPC's
+`experimental_thread_pool` on the behavior). A stream (`ModelStreamInfer`) counts as one
+call while it is open. Rejections are counted in `pareto_inference_rejected_total`.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Callable, Iterator
+from concurrent import futures
+from typing import Any
+
+import grpc
+
+from service import metrics
+from service.dataplane import UNRESOLVED_LABELS
+
+_KSERVE = "/inference.GRPCInferenceService/"
+INFERENCE_METHODS = frozenset({_KSERVE + "ModelInfer", _KSERVE + "ModelStreamInfer"})
+REASON = "max_inflight"
+
+
+class InflightLimiter(grpc.ServerInterceptor):
+    def __init__(self, limit: int, methods: frozenset[str] = INFERENCE_METHODS) -> None:
+        self.limit = limit
+        self._methods = methods
+        self._count = 0
+        self._lock = threading.Lock()
+        self._reject_pool = futures.ThreadPoolExecutor(2, thread_name_prefix="reject")
+        metrics.INFERENCE_IN_FLIGHT.set(0)
+
+    @property
+    def in_flight(self) -> int:
+        return self._count
+
+    def intercept_service(
+        self, continuation: Callable, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler | None:
+        handler = continuation(handler_call_details)
+        if handler is None or handler_call_details.method not in self._methods:
+            return handler
+        with self._lock:
+            admitted = self._count < self.limit
+            if admitted:
+                self._count += 1
+                metrics.INFERENCE_IN_FLIGHT.set(self._count)
+        if not admitted:
+            metrics.INFERENCE_REJECTED.labels(REASON).inc()
+            metrics.INFERENCE_REQUESTS.labels(*UNRESOLVED_LABELS, "RESOURCE_EXHAUSTED").inc()
+            return self._rejecting(handler)
+        return self._counted(handler, _Slot(self))
+
+    def _release(self) -> None:
+        with self._lock:
+            self._count -= 1
+            metrics.INFERENCE_IN_FLIGHT.set(self._count)
+
+    def _counted(self, handler: grpc.RpcMethodHandler, slot: _Slot) -> grpc.RpcMethodHandler:
+        if handler.unary_unary is not None:
+            behavior = handler.unary_unary
+
+            def unary(request: Any, context: grpc.ServicerContext) -> Any:
+                try:
+                    return behavior(request, context)
+                finally:
+                    slot.release()
+
+            wrapped, kind = unary, "unary_unary"
+        else:
+            behavior = handler.stream_stream
+
+            def stream(requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
+                try:
+                    yield from behavior(requests, context)
+                finally:
+                    slot.release()
+
+            wrapped, kind = stream, "stream_stream"
+        # gRPC never runs the behavior of a call cancelled while it waited for a thread, and
+        # an outer interceptor (auth) may replace it: the slot is freed when it is dropped.
+        weakref.finalize(wrapped, slot.release)
+        return handler._replace(**{kind: wrapped})
+
+    def _rejecting(self, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        message = (
+            f"too many inference requests in flight (limit {self.limit}, "
+            "PARETO_MAX_INFLIGHT_REQUESTS); retry later"
+        )
+
+        def refuse(request_or_iterator: Any, context: grpc.ServicerContext) -> Any:
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, message)
+
+        refuse.experimental_thread_pool = self._reject_pool  # type: ignore[attr-defined]
+        kind = "unary_unary" if handler.unary_unary is not None else "stream_stream"
+        return handler._replace(**{kind: refuse})
+
+    def close(self) -> None:
+        self._reject_pool.shutdown(wait=False)
+
+
+class _Slot:
+    """One admitted call's place; released exactly once."""
+
+    def __init__(self, limiter: InflightLimiter) -> None:
+        self._limiter = limiter
+        self._held = True
+        self._lock = threading.Lock()
+
+    def release(self) -> None:
+        with self._lock:
+            if not self._held:
+                return
+            self._held = False
+        self._limiter._release()
