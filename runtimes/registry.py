@@ -20,6 +20,7 @@ BACKENDS: dict[str, str | type[Runtime]] = {
     # Only when asked for by name (auto_select = False): a build step, a device or a
     # remote server they need is never chosen for a user (see README "Runtimes").
     "tensorrt_gpu": "runtimes.tensorrt_gpu:TensorRtGpu",
+    "torch_cuda": "runtimes.torch_cuda:TorchCuda",
     "edgetpu_tflite": "runtimes.edgetpu_tflite:EdgeTpuTflite",
     "triton_remote": "runtimes.triton_remote:TritonRemote",
 }

@@ -6,6 +6,7 @@ host; ListRuntimes, `pareto runtimes` and `pareto export triton`."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from examples.models import BuiltModel, digits_split
-from pareto.v1 import runtimes_pb2, runtimes_pb2_grpc
+from pareto.v1 import deployments_pb2, deployments_pb2_grpc, runtimes_pb2, runtimes_pb2_grpc
 from pareto_cli.client import ParetoClient
 from pareto_cli.datasets import upload_dataset
 from pareto_cli.main import cli
@@ -129,6 +130,44 @@ def test_tensorrt_on_this_host_is_a_clear_failed_precondition(quiet_gateway, dig
     assert quiet_gateway.sessions.loaded() == []
 
 
+def test_torch_cuda_on_this_host_is_a_clear_failed_precondition(quiet_gateway, tmp_path):
+    """A .pt2 asked for on torch_cuda: refused saying what is missing, never run elsewhere;
+    without a runtime name nothing picks torch_cuda for the format."""
+    import torch
+
+    from runtimes.torch_cuda import missing_requirement
+
+    missing = missing_requirement()
+    if missing is None:
+        pytest.skip("torch with CUDA and a GPU are present: torch_cuda is available here")
+    program = torch.export.export(
+        torch.nn.Sequential(torch.nn.Linear(8, 3)).eval(),
+        (torch.zeros(2, 8),),
+        dynamic_shapes=({0: torch.export.Dim("batch", max=64)},),
+    )
+    torch.export.save(program, tmp_path / "linear.pt2")
+    with ParetoClient(f"127.0.0.1:{quiet_gateway.port}") as c:
+        c.upload(tmp_path / "linear.pt2", "exported")
+    servable = quiet_gateway.sessions.resolve("exported")
+    assert servable.format == "torch_export"
+    pattern = r"runtime 'torch_cuda' is not available on this host: " + re.escape(missing)
+    with pytest.raises(FailedPrecondition, match=pattern):
+        quiet_gateway.sessions.load(servable, "torch_cuda", {"compile": True})
+    with pytest.raises(FailedPrecondition, match=r"by name: \[.*'torch_cuda'"):
+        quiet_gateway.sessions.load(servable)
+    with grpc.insecure_channel(f"127.0.0.1:{quiet_gateway.port}") as channel:  # over gRPC
+        stub = deployments_pb2_grpc.DeploymentServiceStub(channel)
+        target = deployments_pb2.Target(model_version="1", weight=100, runtime="torch_cuda")
+        request = deployments_pb2.CreateDeploymentRequest(
+            name="exported", model="exported", targets=[target]
+        )
+        with pytest.raises(grpc.RpcError) as err:
+            stub.CreateDeployment(request)
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert re.search(pattern, err.value.details()), err.value.details()
+    assert quiet_gateway.sessions.loaded() == []
+
+
 def test_triton_remote_retries_unavailable_then_says_so(quiet_gateway, digits_model):
     with ParetoClient(f"127.0.0.1:{quiet_gateway.port}") as c:
         c.upload(digits_model.path, "digits")
@@ -142,11 +181,22 @@ def test_list_runtimes_rpc_and_cli(quiet_gateway):
     with grpc.insecure_channel(address) as channel:
         stub = runtimes_pb2_grpc.RuntimeServiceStub(channel)
         found = {r.name: r for r in stub.ListRuntimes(runtimes_pb2.ListRuntimesRequest()).runtimes}
-    assert set(found) >= {"onnxruntime_cpu", "tensorrt_gpu", "edgetpu_tflite", "triton_remote"}
+    assert set(found) >= {
+        "onnxruntime_cpu",
+        "tensorrt_gpu",
+        "torch_cuda",
+        "edgetpu_tflite",
+        "triton_remote",
+    }
     assert found["onnxruntime_cpu"].available and found["onnxruntime_cpu"].device == "cpu"
     trt = found["tensorrt_gpu"]
     if not trt.available:
         assert "TensorRT" in trt.unavailable_reason or "CUDA" in trt.unavailable_reason
+    if not found["torch_cuda"].available:
+        assert found["torch_cuda"].unavailable_reason in (
+            "torch has no CUDA support (CPU build)",
+            "no CUDA device",
+        )
     assert found["edgetpu_tflite"].device in ("edgetpu", "cpu-fallback")
     assert found["edgetpu_tflite"].accelerated == (found["edgetpu_tflite"].device == "edgetpu")
     result = CliRunner().invoke(cli, ["runtimes", "--json", "--server", address])

@@ -14,6 +14,7 @@ def test_runtime_modules_import_no_backend_library():
     code = (
         "import sys, service, service.server, pareto_cli.main\n"
         "import runtimes.tensorrt_gpu, runtimes.edgetpu_tflite, runtimes.triton_remote\n"
+        "import runtimes.torch_cuda\n"
         "from runtimes.registry import list_runtimes\n"
         "[r.available() is None or r.available() for r in list_runtimes()]\n"
         "heavy = ('torch', 'tensorrt', 'ai_edge_litert', 'tflite_runtime', 'litert_torch')\n"
