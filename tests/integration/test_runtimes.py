@@ -135,7 +135,7 @@ def test_torch_cuda_on_this_host_is_a_clear_failed_precondition(quiet_gateway, t
     without a runtime name nothing picks torch_cuda for the format."""
     import torch
 
-    from runtimes.torch_cuda import missing_requirement
+    from runtimes.cuda_probe import missing_requirement
 
     missing = missing_requirement()
     if missing is None:

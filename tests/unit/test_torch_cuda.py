@@ -10,17 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runtimes import torch_cuda
+from runtimes import cuda_probe, torch_cuda
 from runtimes.base import KSERVE_TO_NUMPY, Signature, TensorSpec
+from runtimes.cuda_probe import CPU_BUILD, NO_DEVICE, missing_requirement
 from runtimes.options import parse_options
 from runtimes.registry import get_runtime
 from runtimes.torch_cuda import (
-    CPU_BUILD,
-    NO_DEVICE,
     TorchCuda,
     TorchCudaOptions,
     kserve_datatype,
-    missing_requirement,
     torch_dtype,
     warmup_plan,
 )
@@ -97,20 +95,20 @@ def test_dtype_mapping_covers_every_served_datatype():
 
 
 def test_cuda_version_is_read_from_torch_version_file():
-    assert torch_cuda._assigned("cuda: Optional[str] = None\n", "cuda") is None
-    assert torch_cuda._assigned("cuda: Optional[str] = '12.8'\n", "cuda") == "12.8"
-    assert torch_cuda._assigned("hip = None\ncuda = '13.0'\n", "cuda") == "13.0"
+    assert cuda_probe._assigned("cuda: Optional[str] = None\n", "cuda") is None
+    assert cuda_probe._assigned("cuda: Optional[str] = '12.8'\n", "cuda") == "12.8"
+    assert cuda_probe._assigned("hip = None\ncuda = '13.0'\n", "cuda") == "13.0"
 
 
 def test_missing_requirement_says_exactly_what_is_missing(monkeypatch):
-    monkeypatch.setattr(torch_cuda, "_torch_cuda_version", lambda: None)
+    monkeypatch.setattr(cuda_probe, "_torch_cuda_version", lambda: None)
     assert missing_requirement() == "torch has no CUDA support (CPU build)"
-    monkeypatch.setattr(torch_cuda, "_torch_cuda_version", lambda: False)
+    monkeypatch.setattr(cuda_probe, "_torch_cuda_version", lambda: False)
     assert missing_requirement() == "torch is not installed"
-    monkeypatch.setattr(torch_cuda, "_torch_cuda_version", lambda: "12.8")
-    monkeypatch.setattr(torch_cuda, "_cuda_device_count", lambda: 0)
+    monkeypatch.setattr(cuda_probe, "_torch_cuda_version", lambda: "12.8")
+    monkeypatch.setattr(cuda_probe, "_cuda_device_count", lambda: 0)
     assert missing_requirement() == "no CUDA device"
-    monkeypatch.setattr(torch_cuda, "_cuda_device_count", lambda: 1)
+    monkeypatch.setattr(cuda_probe, "_cuda_device_count", lambda: 1)
     assert missing_requirement() is None
 
 
