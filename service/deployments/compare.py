@@ -3,7 +3,9 @@
 Every comparison computes all three on the first output both answers have (in the
 signature's order), row by row over the batch: top-1 agreement is the fraction of rows
 with the same argmax (meaningful for classifiers), cosine the mean cosine similarity of
-rows (meaningful for embeddings), max abs diff the largest element-wise difference.
+rows (meaningful for embeddings), max abs diff the largest element-wise difference: the
+same figures, computed by the same functions, as a compression job's fidelity to the parent
+(`compressors.quality`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from compressors.quality import cosine_similarities, max_abs_error, top1_agreement
 
 
 @dataclass(frozen=True)
@@ -30,11 +34,8 @@ def compare(a: dict[str, np.ndarray], b: dict[str, np.ndarray], order: list[str]
         raise ValueError(f"output {name!r} has shape {a[name].shape} vs {b[name].shape}")
     if x.size == 0:
         return Agreement(1.0, 1.0, 0.0)
-    top1 = float(np.mean(x.argmax(axis=1) == y.argmax(axis=1)))
-    norms = np.linalg.norm(x, axis=1) * np.linalg.norm(y, axis=1)
-    dots = np.einsum("ij,ij->i", x, y)
-    cosine = np.where(norms > 0, dots / np.where(norms > 0, norms, 1.0), 1.0)
-    return Agreement(top1, float(np.mean(cosine)), float(np.max(np.abs(x - y))))
+    cosine = float(np.mean(cosine_similarities(x, y)))
+    return Agreement(top1_agreement(x, y), cosine, max_abs_error(x, y))
 
 
 def _rows(array: np.ndarray) -> np.ndarray:
