@@ -20,7 +20,6 @@ import signal
 import subprocess
 import threading
 import time
-from collections import Counter
 from dataclasses import dataclass
 
 from service.errors import FailedPrecondition
@@ -131,9 +130,9 @@ class JobScheduler:
         if now - self._counted_at < JOB_COUNT_INTERVAL_S:
             return
         self._counted_at = now
-        counts = Counter(job.state for job in self._repo.list_jobs())
+        counts = self._repo.count_jobs_by_state()
         for state in JOB_STATES:
-            JOBS.labels(state).set(counts[state])
+            JOBS.labels(state).set(counts.get(state, 0))
 
     def _launch(self, job: JobRecord) -> None:
         message = f"worker starting (attempt {job.attempts})"

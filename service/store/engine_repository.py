@@ -42,6 +42,10 @@ class JobRepository(abc.ABC):
         """Newest first; only jobs of `model` when given."""
 
     @abc.abstractmethod
+    def count_jobs_by_state(self) -> dict[str, int]:
+        """state -> number of jobs in it (states without jobs are absent)."""
+
+    @abc.abstractmethod
     def claim_next_job(self) -> JobRecord | None:
         """Atomically move the oldest QUEUED job to RUNNING (attempts + 1, started_at now)."""
 

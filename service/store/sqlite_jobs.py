@@ -196,6 +196,10 @@ class SqliteJobs(JobRepository):
             rows = self._query(f"SELECT {_COLUMNS} FROM jobs ORDER BY seq DESC")
         return [_row_to_job(r) for r in rows]
 
+    def count_jobs_by_state(self) -> dict[str, int]:
+        rows = self._query("SELECT state, COUNT(*) FROM jobs GROUP BY state")
+        return {state: count for state, count in rows}
+
     def claim_next_job(self) -> JobRecord | None:
         with self._tx() as c:  # BEGIN IMMEDIATE: one claimer at a time, across processes
             row = c.execute(

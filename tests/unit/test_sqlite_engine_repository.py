@@ -171,6 +171,14 @@ def test_claim_takes_the_oldest_queued_job(repo):
     assert repo.claim_next_job() is None
 
 
+def test_jobs_are_counted_by_state(repo):
+    assert repo.count_jobs_by_state() == {}
+    for i in range(3):
+        repo.create_job(job(f"job-{i}"))
+    repo.claim_next_job()
+    assert repo.count_jobs_by_state() == {JOB_QUEUED: 2, JOB_RUNNING: 1}
+
+
 def test_two_repositories_on_one_file_never_claim_the_same_job(tmp_path):
     path = tmp_path / "shared.db"
     setup = SqliteRepository(path)
