@@ -43,10 +43,15 @@ def stub(gateway: GatewayServer) -> pb_grpc.DeploymentServiceStub:
 
 
 def insert_variant(
-    gateway: GatewayServer, model: str, parent_path: Path, variant_id: str = VARIANT
+    gateway: GatewayServer,
+    model: str,
+    parent_path: Path,
+    variant_id: str = VARIANT,
+    **fields: Any,
 ) -> VariantRecord:
     """A variant of `model` as a job stores it (blob first, then the record): the same
-    graph under different bytes, so its answers equal the parent's."""
+    graph under different bytes, so its answers equal the parent's. `fields` override the
+    record's (recipe, metrics, ...); a callable value gets (bytes size, parent record)."""
     import onnx
 
     graph = onnx.load(parent_path)
@@ -57,21 +62,23 @@ def insert_variant(
     staging.write_bytes(data)
     gateway.blobs.commit(staging, sha)
     parent = gateway.repo.get_model(model)
-    record = VariantRecord(
-        id=variant_id,
-        parent_model=model,
-        parent_version=parent.version,
-        job_id="job-000000000001",
-        recipe=RECIPE,
-        format="onnx",
-        sha256=sha,
-        size_bytes=len(data),
-        signature=parent.signature,
-        metrics={},
-        parent_metrics={},
-        budget_ok=True,
-    )
-    return gateway.repo.add_variant(record)
+    values: dict[str, Any] = {
+        "id": variant_id,
+        "parent_model": model,
+        "parent_version": parent.version,
+        "job_id": "job-000000000001",
+        "recipe": RECIPE,
+        "format": "onnx",
+        "sha256": sha,
+        "size_bytes": len(data),
+        "signature": parent.signature,
+        "metrics": {},
+        "parent_metrics": {},
+        "budget_ok": True,
+    }
+    for key, value in fields.items():
+        values[key] = value(len(data), parent) if callable(value) else value
+    return gateway.repo.add_variant(VariantRecord(**values))
 
 
 def targets(*specs: tuple[str, float] | str, shadows: tuple[str, ...] = ()) -> list[pb.Target]:

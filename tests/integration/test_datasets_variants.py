@@ -21,6 +21,7 @@ from pareto_cli.variants import variants as variants_cli
 from service.server import GatewayServer
 from service.store.records import RecipeSpec, VariantRecord
 from tests.integration.conftest import make_settings
+from tests.integration.deployment_helpers import insert_variant as insert_any_variant
 
 VARIANT_ID = "var-0123456789"
 RECIPE = RecipeSpec("int8", ({"technique": "quantize.static", "config": {"per_channel": True}},))
@@ -146,33 +147,17 @@ def measurement(size: int, p50_ms: float, accuracy: float) -> dict:
 
 
 def insert_variant(gateway: GatewayServer, parent_path: Path) -> VariantRecord:
-    """A variant as a job stores it: blob committed first, then its record."""
-    import onnx
-
-    model = onnx.load(parent_path)
-    model.doc_string = "a variant: same graph, different bytes"
-    data = model.SerializeToString()
-    sha = hashlib.sha256(data).hexdigest()
-    staging = gateway.blobs.new_staging_path()
-    staging.write_bytes(data)
-    gateway.blobs.commit(staging, sha)
-    parent = gateway.repo.get_model("digits")
-    record = VariantRecord(
-        id=VARIANT_ID,
-        parent_model="digits",
-        parent_version=parent.version,
-        job_id="job-000000000001",
+    """A digits variant with measurements, as a job stores it."""
+    return insert_any_variant(
+        gateway,
+        "digits",
+        parent_path,
+        VARIANT_ID,
         recipe=RECIPE,
-        format="onnx",
-        sha256=sha,
-        size_bytes=len(data),
-        signature=parent.signature,
-        metrics=measurement(len(data), 0.5, 0.95),
-        parent_metrics=measurement(parent.size_bytes, 1.0, 0.96),
-        budget_ok=True,
+        metrics=lambda size, parent: measurement(size, 0.5, 0.95),
+        parent_metrics=lambda size, parent: measurement(parent.size_bytes, 1.0, 0.96),
         report={"steps": [{"calibrated": 50}]},
     )
-    return gateway.repo.add_variant(record)
 
 
 @pytest.fixture
