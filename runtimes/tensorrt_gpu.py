@@ -108,12 +108,12 @@ class TensorRtGpu(Runtime):
         import tensorrt as trt
 
         from runtimes.onnxruntime_cpu import _model_file
-        from runtimes.tensorrt_io import onnx_signature
+        from service.model_inspect import onnx_signature
 
         opts = parse_options(RUNTIME_NAME, TensorRtOptions, options)
         path = _model_file(Path(model_path))
-        graph = onnx.load(str(path), load_external_data=False).graph
-        profile = derive_profile(onnx_signature(graph), opts)
+        model = onnx.load(str(path), load_external_data=False)
+        profile = derive_profile(onnx_signature(model), opts)
         logger = _logger()
         builder = trt.Builder(logger)
         network = builder.create_network(0)  # explicit batch is the only mode in TRT 10
@@ -125,7 +125,9 @@ class TensorRtGpu(Runtime):
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, opts.workspace_bytes)
         config.builder_optimization_level = opts.builder_optimization_level
         fast_fp16 = bool(getattr(builder, "platform_has_fast_fp16", True))
-        flags = precision_flags(opts, has_qdq_nodes({n.op_type for n in graph.node}), fast_fp16)
+        flags = precision_flags(
+            opts, has_qdq_nodes({n.op_type for n in model.graph.node}), fast_fp16
+        )
         for flag in flags:
             config.set_flag(getattr(trt.BuilderFlag, flag))
         trt_profile = builder.create_optimization_profile()

@@ -1,8 +1,5 @@
 """TensorRT engine execution: device buffers allocated once and reused, one CUDA stream
-per session, and the signature of an ONNX graph (for the build's profile).
-
-`TensorRtSession` needs `tensorrt`, `cuda-python` and a GPU; `onnx_signature` needs only
-`onnx` and is unit-tested anywhere.
+per session. Needs `tensorrt`, `cuda-python` and a GPU.
 """
 
 from __future__ import annotations
@@ -16,32 +13,6 @@ import numpy as np
 from runtimes.base import NUMPY_TO_KSERVE, Session, Signature, TensorSpec
 from runtimes.tensorrt_plan import Profile, check_in_profile
 from service.errors import FailedPrecondition
-
-_ONNX_TO_KSERVE = {
-    1: "FP32",
-    2: "UINT8",
-    3: "INT8",
-    5: "INT16",
-    6: "INT32",
-    7: "INT64",
-    9: "BOOL",
-    10: "FP16",
-    11: "FP64",
-}
-
-
-def onnx_signature(graph: Any) -> Signature:
-    """Inputs (initializers excluded) and outputs of an ONNX graph; symbolic or unknown
-    dims are -1."""
-    initializers = {i.name for i in graph.initializer}
-
-    def spec(value: Any) -> TensorSpec:
-        tensor = value.type.tensor_type
-        dims = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in tensor.shape.dim)
-        return TensorSpec(value.name, _ONNX_TO_KSERVE.get(tensor.elem_type, "FP32"), dims)
-
-    inputs = tuple(spec(v) for v in graph.input if v.name not in initializers)
-    return Signature(inputs, tuple(spec(v) for v in graph.output))
 
 
 class TensorRtSession(Session):
