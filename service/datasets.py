@@ -31,17 +31,17 @@ from service.errors import (
     ParetoError,
     ResourceExhausted,
 )
-from service.store.blobs import BlobStore, check_sha256
+from service.store.blobs import BlobStore
 from service.store.records import DatasetRecord
 from service.store.sqlite_datasets import dataset_exists_message
 from service.store.sqlite_repository import SqliteRepository
 from service.uploads import (
-    MAX_DESCRIPTION_CHARS,
     Upload,
     Uploader,
     commit_and_record,
     delete_if_unreferenced,
     validate_model_name,
+    validate_stream_header,
 )
 
 LABELS = "labels"
@@ -80,18 +80,7 @@ class NpzContents:
 
 def validate_dataset_request(req: DatasetUploadRequest, max_bytes: int) -> None:
     validate_model_name(req.name)
-    if not isinstance(req.size_bytes, int) or req.size_bytes <= 0:
-        raise InvalidArgument(f"size_bytes must be > 0, got {req.size_bytes!r}")
-    if req.size_bytes > max_bytes:
-        raise ResourceExhausted(
-            f"size_bytes={req.size_bytes} exceeds the limit PARETO_MAX_MODEL_BYTES={max_bytes}"
-        )
-    check_sha256(req.sha256)
-    if len(req.description) > MAX_DESCRIPTION_CHARS:
-        raise InvalidArgument(
-            f"description must be at most {MAX_DESCRIPTION_CHARS} characters, "
-            f"got {len(req.description)}"
-        )
+    validate_stream_header(req.size_bytes, req.sha256, req.description, max_bytes)
 
 
 # -- reading and checking an archive -------------------------------------------------------

@@ -87,20 +87,25 @@ def validate_request(req: UploadRequest, max_model_bytes: int) -> None:
         raise InvalidArgument(
             f"format must be one of {', '.join(FORMATS)}, got {str(req.format)[:100]!r}"
         )
-    if not isinstance(req.size_bytes, int) or req.size_bytes <= 0:
-        raise InvalidArgument(f"size_bytes must be > 0, got {req.size_bytes!r}")
-    if req.size_bytes > max_model_bytes:
+    validate_stream_header(req.size_bytes, req.sha256, req.description, max_model_bytes)
+    _validate_labels(req.labels)
+
+
+def validate_stream_header(size_bytes: object, sha256: str, description: str, limit: int) -> None:
+    """The checks every streamed upload's header gets (models and datasets): declared size
+    within PARETO_MAX_MODEL_BYTES, a sha256 hex digest, a bounded description."""
+    if not isinstance(size_bytes, int) or size_bytes <= 0:
+        raise InvalidArgument(f"size_bytes must be > 0, got {size_bytes!r}")
+    if size_bytes > limit:
         raise ResourceExhausted(
-            f"size_bytes={req.size_bytes} exceeds the limit PARETO_MAX_MODEL_BYTES="
-            f"{max_model_bytes}"
+            f"size_bytes={size_bytes} exceeds the limit PARETO_MAX_MODEL_BYTES={limit}"
         )
-    check_sha256(req.sha256)
-    if len(req.description) > MAX_DESCRIPTION_CHARS:
+    check_sha256(sha256)
+    if len(description) > MAX_DESCRIPTION_CHARS:
         raise InvalidArgument(
             f"description must be at most {MAX_DESCRIPTION_CHARS} characters, "
-            f"got {len(req.description)}"
+            f"got {len(description)}"
         )
-    _validate_labels(req.labels)
 
 
 class Uploader:
