@@ -5,6 +5,15 @@ Calls grpc.health.v1.Health/Check on the gateway and exits 0 when the answer is 
 unknown service). Kubernetes does not need it (its native `grpc:` probe speaks the same
 protocol); Docker's HEALTHCHECK can only run a command, hence this one. It imports only
 grpcio and grpcio-health-checking, so a probe every few seconds stays cheap.
+
+It reads the server's own environment, so it follows the server's transport: with
+PARETO_HEALTH_PORT set it asks that plaintext health-only port; else, with
+PARETO_TLS_CERT_FILE set, it speaks TLS to the main port, trusting
+PARETO_HEALTHCHECK_CA_FILE (default: the server's own certificate file, which gRPC
+accepts as a trust anchor for that very certificate), checking the name
+PARETO_HEALTHCHECK_SERVER_NAME (default: the host it dials), and, when the server asks
+for client certificates (PARETO_TLS_CLIENT_CA_FILE), presenting
+PARETO_HEALTHCHECK_CERT_FILE / _KEY_FILE (default: the server's own pair).
 """
 
 from __future__ import annotations
@@ -12,20 +21,67 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 
+def _health_port() -> int:
+    """PARETO_HEALTH_PORT when it names a fixed port (-1 = off; 0 = random, unknowable)."""
+    try:
+        return int(os.environ.get("PARETO_HEALTH_PORT", "-1"))
+    except ValueError:
+        return -1
+
+
 def default_address() -> str:
-    """PARETO_HEALTHCHECK_ADDRESS, else the local gRPC port (PARETO_PORT, default 8001)."""
+    """PARETO_HEALTHCHECK_ADDRESS, else the local health-only port (PARETO_HEALTH_PORT),
+    else the local gRPC port (PARETO_PORT, default 8001)."""
     explicit = os.environ.get("PARETO_HEALTHCHECK_ADDRESS", "")
-    return explicit or f"127.0.0.1:{os.environ.get('PARETO_PORT', '8001')}"
+    if explicit:
+        return explicit
+    if _health_port() > 0:
+        return f"127.0.0.1:{_health_port()}"
+    return f"127.0.0.1:{os.environ.get('PARETO_PORT', '8001')}"
+
+
+def _read(variable: str, fallback: str = "") -> bytes | None:
+    """The file named by `variable` (else by `fallback`), or None when neither is set."""
+    path = os.environ.get(variable) or os.environ.get(fallback, "")
+    return Path(path).read_bytes() if path else None
+
+
+def tls_credentials() -> tuple[grpc.ChannelCredentials, list[tuple[str, str]]] | None:
+    """Channel credentials and options from the server's TLS environment, or None when
+    the probe should speak plaintext (no TLS, or a health-only port)."""
+    if _health_port() > 0 or not os.environ.get("PARETO_TLS_CERT_FILE"):
+        return None
+    root = _read("PARETO_HEALTHCHECK_CA_FILE", "PARETO_TLS_CERT_FILE")
+    key = cert = None
+    if os.environ.get("PARETO_TLS_CLIENT_CA_FILE"):
+        cert = _read("PARETO_HEALTHCHECK_CERT_FILE", "PARETO_TLS_CERT_FILE")
+        key = _read("PARETO_HEALTHCHECK_KEY_FILE", "PARETO_TLS_KEY_FILE")
+    credentials = grpc.ssl_channel_credentials(root, key, cert)
+    name = os.environ.get("PARETO_HEALTHCHECK_SERVER_NAME", "")
+    return credentials, [("grpc.ssl_target_name_override", name)] if name else []
+
+
+def _channel(address: str) -> grpc.Channel:
+    tls = tls_credentials()
+    if tls is None:
+        return grpc.insecure_channel(address)
+    credentials, options = tls
+    return grpc.secure_channel(address, credentials, options=options)
 
 
 def check(address: str, service: str = "", timeout_s: float = 3.0) -> tuple[bool, str]:
     """(serving?, what was seen) for one Health/Check call."""
-    with grpc.insecure_channel(address) as channel:
+    try:
+        channel = _channel(address)
+    except OSError as exc:
+        return False, f"cannot read a TLS file: {exc}"
+    with channel:
         stub = health_pb2_grpc.HealthStub(channel)
         try:
             response = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout_s)

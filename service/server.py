@@ -81,6 +81,7 @@ class GatewayServer:
         self.settings = settings
         self.port = 0
         self.metrics_port = 0
+        self.health_port = 0
         self._ready = threading.Event()
         self._lock = DataDirLock(settings.data_dir)
         self._health = health.HealthServicer()
@@ -119,6 +120,7 @@ class GatewayServer:
         self._grpc = self._build_grpc_server()
         self.port = _bind(self._grpc, f"{_host(s.host)}:{s.port}", credentials)
         self._grpc.start()
+        self._health_grpc = self._start_health_server()
         self.scheduler.start()
         self.canary.start()
         self._metrics_http, _ = start_http_server(s.metrics_port, addr=s.host)
@@ -171,6 +173,22 @@ class GatewayServer:
         reflection.enable_server_reflection(SERVICE_NAMES, server)
         return server
 
+    def _start_health_server(self) -> grpc.Server | None:
+        """PARETO_HEALTH_PORT: the same health statuses on a plaintext port of their own.
+
+        The kubelet's native gRPC probes (and most load-balancer checks) cannot speak TLS,
+        so with TLS or mTLS on the main port they need this one. It carries nothing but
+        grpc.health.v1 (SERVING / NOT_SERVING per service name), so it needs no auth.
+        """
+        s = self.settings
+        if s.health_port < 0:
+            return None
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="health"))
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        self.health_port = server.add_insecure_port(f"{_host(s.host)}:{s.health_port}")
+        server.start()
+        return server
+
     def _dataset_path(self, name: str) -> Path:
         """The stored .npz of dataset `name` (NotFound if none): runtimes' calibration."""
         return self.blobs.path(self.repo.get_dataset(name).sha256)
@@ -180,6 +198,8 @@ class GatewayServer:
         self._ready.clear()
         self._health.enter_graceful_shutdown()
         self._grpc.stop(grace).wait()
+        if self._health_grpc is not None:
+            self._health_grpc.stop(0)
         self._limiter.close()
         self.scheduler.stop(grace)
         self.canary.stop()

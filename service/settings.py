@@ -17,6 +17,13 @@ class Settings(BaseSettings):
     host: str = Field("0.0.0.0", description="Address the gRPC and metrics servers bind to.")
     port: int = Field(8001, ge=0, le=65535, description="gRPC port (0 = pick a free one).")
     metrics_port: int = Field(8002, ge=0, le=65535, description="Prometheus /metrics HTTP port.")
+    health_port: int = Field(
+        -1,
+        ge=-1,
+        le=65535,
+        description="Plaintext port serving only grpc.health.v1 (-1 = off, 0 = pick a free one): "
+        "for probes that cannot speak TLS, such as the kubelet's native gRPC probes.",
+    )
     data_dir: Path = Field(Path(".pareto"), description="Blob store and metadata database.")
     max_model_bytes: int = Field(4 * 1024 * MiB, gt=0, description="Largest accepted upload.")
     grpc_max_message_bytes: int = Field(
@@ -40,7 +47,9 @@ class Settings(BaseSettings):
         True, description="Measure each loaded model's memory in a child process."
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    job_concurrency: int = Field(1, ge=1, le=64, description="Compression jobs run at once.")
+    job_concurrency: int = Field(
+        1, ge=0, le=64, description="Compression jobs run at once (0 = serve only, run none)."
+    )
     job_threads: int = Field(1, ge=1, description="torch/ORT threads of one job's worker.")
     job_memory_limit_bytes: int = Field(
         8 * 1024 * MiB, ge=256 * MiB, description="Address-space limit of one job's worker."
