@@ -20,6 +20,8 @@ install: $(PY)
 	$(PIP) install --quiet --no-deps onnx2torch==1.5.15
 	# promtool for the deploy/prometheus rule tests (Debian's prometheus package, binary only).
 	bash tools/install_promtool.sh $(VENV)/bin
+	# PostgreSQL server binaries for the tests of the cluster metadata backend (Debian's package).
+	bash tools/install_postgres.sh
 	# The LiteRT converter for edgetpu_tflite, in its own venv (litert-torch needs another
 	# pydantic); runtimes/edgetpu_tflite.py calls tools/litert_convert.py with it.
 	$(MAKE) litert-venv
@@ -54,6 +56,7 @@ bench:
 	$(PY) -m bench.compression
 	$(PY) -m bench.distillation
 	$(PY) -m bench.runtimes
+	$(PY) -m bench.search
 	$(PY) -m bench.load
 
 clean:

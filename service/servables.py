@@ -9,6 +9,7 @@ A KServe v2 request names a model and optionally a version:
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 
 from runtimes.base import Signature
@@ -16,6 +17,9 @@ from service.errors import InvalidArgument, NotFound
 from service.store.records import VariantRecord
 from service.store.repository import ModelRecord
 from service.store.sqlite_repository import SqliteRepository
+
+DEFAULT_CACHE_S = 1.0
+MAX_CACHED_NAMES = 4096
 
 VARIANT_ID = re.compile(r"^var-[0-9a-f]{6,32}$")
 VARIANT_SERVING_NAME = re.compile(r"^(?P<model>.+)\.(?P<variant>var-[0-9a-f]{6,32})$")
@@ -67,11 +71,36 @@ def from_variant(record: VariantRecord) -> Servable:
 
 
 class ServableResolver:
-    def __init__(self, repo: SqliteRepository) -> None:
+    """Resolves names on every inference request, so answers are cached briefly.
+
+    An entry is used while it is younger than `cache_s` AND no write went through this
+    process's repository since it was filled (`repo.write_generation`): an upload or delete
+    made here is seen at once; one made by another replica (a shared PostgreSQL) within
+    `cache_s`. Only successful answers are cached: a name that is missing now is looked
+    up again on the next request.
+    """
+
+    def __init__(self, repo: SqliteRepository, cache_s: float = DEFAULT_CACHE_S) -> None:
         self._repo = repo
+        self._cache_s = cache_s
+        self._cache: dict[tuple[str, str], tuple[Servable, float, int]] = {}
 
     def resolve(self, name: str, version: str = "") -> Servable:
         """The servable a (model name, model_version) pair designates; NotFound if none."""
+        key = (name, version)
+        hit = self._cache.get(key)
+        generation = self._repo.write_generation
+        now = time.monotonic()
+        if hit is not None and hit[2] == generation and now - hit[1] < self._cache_s:
+            return hit[0]
+        servable = self._lookup(name, version)
+        if self._cache_s > 0:
+            if len(self._cache) >= MAX_CACHED_NAMES:  # names come from requests: bounded
+                self._cache.clear()
+            self._cache[key] = (servable, now, generation)
+        return servable
+
+    def _lookup(self, name: str, version: str) -> Servable:
         named = VARIANT_SERVING_NAME.match(name)
         if named and version in ("", named["variant"]):
             return self._variant(named["model"], named["variant"])

@@ -35,6 +35,7 @@ from service.catalog import ModelCatalog
 from service.datadir import DataDirLock
 from service.dataplane import DataPlane
 from service.deployments.manager import DeploymentManager
+from service.deployments.sync import DeploymentSync
 from service.interceptors import ErrorInterceptor
 from service.jobs.scheduler import JobScheduler
 from service.servables import ServableResolver
@@ -49,7 +50,7 @@ from service.sessions import SessionManager
 from service.settings import Settings
 from service.shadow import ShadowQueue
 from service.store.blobs import BlobStore
-from service.store.sqlite_repository import SqliteRepository
+from service.store.open import lock_dir, open_repository, orphan_grace_s
 from service.uploads import Uploader, recover_store
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,7 @@ class GatewayServer:
         self.metrics_port = 0
         self.health_port = 0
         self._ready = threading.Event()
-        self._lock = DataDirLock(settings.data_dir)
+        self._lock = DataDirLock(lock_dir(settings))
         self._health = health.HealthServicer()
 
     def start(self) -> None:
@@ -92,15 +93,15 @@ class GatewayServer:
         self._auth = auth_interceptor(s)
         self._limiter = InflightLimiter(s.max_inflight_requests)
         self._lock.acquire()
-        self.blobs = BlobStore(s.data_dir)
-        self.repo = SqliteRepository(s.data_dir / "metadata.db")
+        self.blobs = BlobStore(s.data_dir, orphan_grace_s=orphan_grace_s(s))
+        self.repo = open_repository(s)
         orphans = recover_store(self.blobs, self.repo)
         if orphans:
             log.warning(
                 "removed %d blob(s) no record refers to (interrupted uploads)", len(orphans)
             )
         self.sessions = SessionManager(
-            ServableResolver(self.repo),
+            ServableResolver(self.repo, s.resolve_cache_s),
             self.blobs,
             s.ort_options(),
             s.load_on_demand,
@@ -117,12 +118,15 @@ class GatewayServer:
         )
         self.deployments.restore()
         self.canary = CanaryController(self.deployments, s.canary_interval_s)
+        self.deployment_sync = DeploymentSync(self.deployments, s.deployment_sync_s)
         self._grpc = self._build_grpc_server()
         self.port = _bind(self._grpc, f"{_host(s.host)}:{s.port}", credentials)
         self._grpc.start()
         self._health_grpc = self._start_health_server()
         self.scheduler.start()
         self.canary.start()
+        if self.repo.shared:  # other replicas change deployments too
+            self.deployment_sync.start()
         self._metrics_http, _ = start_http_server(s.metrics_port, addr=s.host)
         self.metrics_port = self._metrics_http.server_port
         self._ready.set()
@@ -203,6 +207,7 @@ class GatewayServer:
         self._limiter.close()
         self.scheduler.stop(grace)
         self.canary.stop()
+        self.deployment_sync.stop()
         self.deployments.close()
         self._metrics_http.shutdown()
         self._metrics_http.server_close()

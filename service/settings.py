@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, FilePath, ValidationError
+from pydantic import Field, FilePath, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MiB = 1024 * 1024
@@ -46,6 +47,12 @@ class Settings(BaseSettings):
     measure_memory: bool = Field(
         True, description="Measure each loaded model's memory in a child process."
     )
+    resolve_cache_s: float = Field(
+        1.0,
+        ge=0,
+        description="How long a model name's resolution is reused (0 = look up every request); "
+        "writes through this process are seen at once, other replicas' within this time.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     job_concurrency: int = Field(
         1, ge=0, le=64, description="Compression jobs run at once (0 = serve only, run none)."
@@ -60,6 +67,27 @@ class Settings(BaseSettings):
     )
     job_max_attempts: int = Field(
         2, ge=1, description="Runs of a job interrupted by a restart before it is FAILED."
+    )
+    max_queued_jobs: int = Field(
+        100, ge=1, description="QUEUED jobs at most; CreateJob beyond is RESOURCE_EXHAUSTED."
+    )
+    # Running a cluster (README): a shared metadata database, replicas, job leases.
+    database_url: SecretStr = Field(
+        SecretStr(""),
+        description="Metadata database: empty = SQLite in the data dir; "
+        "postgresql://user:password@host:port/database = PostgreSQL shared by replicas.",
+    )
+    replica_id: str = Field(
+        default_factory=lambda: socket.gethostname() or "localhost",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$",
+        description="This replica's name on the jobs it claims (default: the host name, "
+        "a pod's name on Kubernetes).",
+    )
+    job_lease_s: float = Field(
+        30.0,
+        gt=0,
+        description="A RUNNING job whose replica has not renewed its lease for this long is "
+        "re-queued by any replica.",
     )
     # Security (README "Security"): all off by default.
     auth_tokens_file: FilePath | None = Field(
@@ -81,6 +109,12 @@ class Settings(BaseSettings):
         64, ge=1, description="Shadow copies waiting to run; more are dropped and counted."
     )
     shadow_workers: int = Field(1, ge=1, le=64, description="Threads running shadow copies.")
+    deployment_sync_s: float = Field(
+        2.0,
+        gt=0,
+        description="With a shared database: how often deployments changed by other "
+        "replicas are adopted.",
+    )
     canary_interval_s: float = Field(
         1.0, gt=0, description="How often running canary plans are judged."
     )

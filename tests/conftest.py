@@ -1,12 +1,15 @@
-"""Shared fixtures: the two real demo models, built once per test session."""
+"""Shared fixtures: the two real demo models, built once per test session; a real
+PostgreSQL server (tests/postgres_server.py) with a fresh database per test."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from examples.models import BuiltModel, build_digits_cnn, export_minilm
+from tests.postgres_server import PostgresServer, running_postgres
 
 
 @pytest.fixture(scope="session")
@@ -22,3 +25,16 @@ def digits_model(models_dir: Path) -> BuiltModel:
 @pytest.fixture(scope="session")
 def minilm_model(models_dir: Path) -> BuiltModel:
     return export_minilm(models_dir / "minilm.onnx")
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    yield from running_postgres()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """The URL of a fresh, empty database on the session's server (dropped afterwards)."""
+    url = postgres_server.create_database()
+    yield url
+    postgres_server.drop_database(url)

@@ -184,6 +184,35 @@ class DeploymentManager:
                 self._retire(endpoint.targets)
             return record
 
+    def sync(self) -> list[str]:
+        """Adopt what other replicas stored in a shared database: new deployments, changed
+        ones (another revision: traffic updates, canary steps) and deleted ones. Returns
+        the names that changed here. A deployment that cannot be served here is logged and
+        tried again at the next call."""
+        with self._write:
+            stored = {r.name: r for r in self._repo.list_deployments()}
+            changed = [name for name in list(self._endpoints) if name not in stored]
+            for name in changed:
+                gone = self._endpoints[name]
+                self._endpoints = {k: v for k, v in self._endpoints.items() if k != name}
+                self._retire(gone.targets)
+            for name, record in stored.items():
+                current = self._endpoints.get(name)
+                if current is not None and _same_revision(current.record, record):
+                    continue
+                try:
+                    endpoint = self._build(record)
+                    self._load(endpoint)
+                except ParetoError as exc:
+                    log.error("deployment %r changed elsewhere, not served here: %s", name, exc)
+                    continue
+                self._install(endpoint)
+                if current is not None:
+                    kept = {t.name for t in endpoint.targets}
+                    self._retire(tuple(t for t in current.targets if t.name not in kept))
+                changed.append(name)
+            return changed
+
     def close(self) -> None:
         self.shadows.close()
 
@@ -247,6 +276,11 @@ class DeploymentManager:
 
 def replace_record(endpoint: ep.Endpoint, record: DeploymentRecord) -> ep.Endpoint:
     return replace(endpoint, record=record)
+
+
+def _same_revision(a: DeploymentRecord, b: DeploymentRecord) -> bool:
+    """Revisions restart at 1 when a name is deleted and created again: compare times too."""
+    return (a.revision, a.created_at, a.updated_at) == (b.revision, b.created_at, b.updated_at)
 
 
 def _weight(target: ServingTarget) -> float:

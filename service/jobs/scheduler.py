@@ -11,6 +11,14 @@ The database is the source of truth: cancelling is writing CANCELLED (done by `c
 in the caller's thread); the tick sees it and stops the worker. On `stop()` running
 workers are terminated but their jobs stay RUNNING, and `recover_interrupted_jobs` re-queues
 them at the next start.
+
+Replicas (README "Running a cluster"): jobs are claimed as PARETO_REPLICA_ID, and each
+tick renews the lease of this replica's running jobs. A job whose lease is older than
+PARETO_JOB_LEASE_S is re-queued by any replica (its own died or lost the database). When
+a renewal finds a job no longer ours (re-queued meanwhile), or renewals have failed for a
+whole lease, the worker is stopped and its job left alone: fencing, so one job never has
+two live workers for long. At start only this replica's jobs and expired ones are
+recovered, never a live replica's.
 """
 
 from __future__ import annotations
@@ -20,14 +28,15 @@ import signal
 import subprocess
 import threading
 import time
-from dataclasses import dataclass
 
 from service.errors import FailedPrecondition
 from service.jobs import spawn
 from service.jobs.checkpoints import remove_checkpoints
 from service.jobs.events import finish_job
+from service.jobs.leases import KILL_GRACE_S, POLL_S, Leases, Worker
 from service.metrics import JOBS
 from service.settings import Settings
+from service.store.open import MetadataRepository
 from service.store.records import (
     JOB_CANCELLED,
     JOB_FAILED,
@@ -38,28 +47,18 @@ from service.store.records import (
     JobEvent,
     JobRecord,
 )
-from service.store.sqlite_repository import SqliteRepository
 
 log = logging.getLogger(__name__)
 
-POLL_S = 0.5
-KILL_GRACE_S = 5.0  # SIGTERM -> SIGKILL for cancelled and timed-out workers
 JOB_COUNT_INTERVAL_S = 5.0  # how often the pareto_jobs gauge is recounted
 
 
-@dataclass
-class _Worker:
-    job_id: str
-    process: subprocess.Popen
-    started: float  # time.monotonic()
-    terminated_at: float | None = None
-
-
 class JobScheduler:
-    def __init__(self, repo: SqliteRepository, settings: Settings) -> None:
+    def __init__(self, repo: MetadataRepository, settings: Settings) -> None:
         self._repo = repo
         self._settings = settings
-        self._workers: dict[str, _Worker] = {}
+        self._leases = Leases(repo, settings)
+        self._workers: dict[str, Worker] = {}
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._stop_grace = KILL_GRACE_S
@@ -68,7 +67,7 @@ class JobScheduler:
 
     def start(self) -> None:
         """Recover interrupted jobs, then start dispatching queued ones."""
-        for job in self._repo.recover_interrupted_jobs(self._settings.job_max_attempts):
+        for job in self._leases.recover_at_start():
             self._recovered_event(job)
         self._thread = threading.Thread(target=self._loop, name="job-scheduler", daemon=True)
         self._thread.start()
@@ -89,7 +88,8 @@ class JobScheduler:
         return self._repo.get_job(job_id)
 
     def stop(self, grace: float = 5.0) -> None:
-        """Stop dispatching; stop running workers (their jobs are re-queued at restart)."""
+        """Stop dispatching; stop running workers (their jobs are re-queued at restart, or
+        at once with a shared database)."""
         self._stop_grace = grace
         self._stopping.set()
         self._wake.set()
@@ -98,6 +98,10 @@ class JobScheduler:
 
     def running_jobs(self) -> list[str]:
         return list(self._workers)
+
+    @property
+    def max_queued_jobs(self) -> int:
+        return self._settings.max_queued_jobs
 
     # -- the scheduler thread --------------------------------------------------------------
 
@@ -109,16 +113,37 @@ class JobScheduler:
                 log.exception("job scheduler tick failed")
             self._wake.wait(POLL_S)
             self._wake.clear()
+        stopped = list(self._workers)
         self._terminate_all(self._stop_grace)
+        if stopped and self._repo.shared:
+            self._hand_back()
+
+    def _hand_back(self) -> None:
+        """A graceful stop in a cluster: re-queue this replica's interrupted jobs now, for
+        the other replicas, instead of after the lease (SQLite: at the next start)."""
+        try:
+            jobs = self._repo.recover_interrupted_jobs(
+                self._settings.job_max_attempts, owner=self._leases.replica
+            )
+        except Exception:  # the database is away: the lease hands them over instead
+            log.exception("could not hand back the interrupted jobs; the lease will")
+            return
+        for job in jobs:
+            self._recovered_event(job)
 
     def _tick(self) -> None:
+        self._leases.renew(self._workers)
         for worker in list(self._workers.values()):
             if worker.process.poll() is not None:
                 self._reap(worker)
             else:
                 self._police(worker)
+        self._leases.police_fenced()
+        for job in self._leases.expired():
+            self._recovered_event(job)
+            self._wake.set()
         while len(self._workers) < self._settings.job_concurrency and not self._stopping.is_set():
-            job = self._repo.claim_next_job()
+            job = self._repo.claim_next_job(self._leases.replica)
             if job is None:
                 break
             self._launch(job)
@@ -142,10 +167,10 @@ class JobScheduler:
         except OSError as exc:
             finish_job(self._repo, job.id, JOB_FAILED, f"cannot start the worker: {exc}")
             return
-        self._workers[job.id] = _Worker(job.id, process, time.monotonic())
+        self._workers[job.id] = Worker(job.id, process, time.monotonic())
         log.info("job %s: worker pid %d started", job.id, process.pid)
 
-    def _police(self, worker: _Worker) -> None:
+    def _police(self, worker: Worker) -> None:
         """Stop a worker whose job is over (cancelled, timed out, or finished but the worker
         lingers) so it frees its slot; SIGKILL after a grace."""
         now = time.monotonic()
@@ -162,33 +187,44 @@ class JobScheduler:
             spawn.signal_group(worker.process, signal.SIGTERM)
             worker.terminated_at = now
 
-    def _reap(self, worker: _Worker) -> None:
+    def _reap(self, worker: Worker) -> None:
         del self._workers[worker.job_id]
         code = worker.process.returncode
         log.info("job %s: worker exited with %s", worker.job_id, code)
-        if self._repo.get_job(worker.job_id).state not in JOB_FINAL_STATES:
+        self._wake.set()  # a slot is free
+        job = self._repo.get_job(worker.job_id)
+        if job.state not in JOB_FINAL_STATES:
+            if not self._leases.owns(job):
+                return  # re-queued meanwhile: another run owns it (and its checkpoints)
             log_file = spawn.log_path(self._settings.data_dir, worker.job_id)
             reason = spawn.exit_reason(code, log_file, self._settings)
             finish_job(self._repo, worker.job_id, JOB_FAILED, reason)
         remove_checkpoints(self._settings.data_dir, worker.job_id)  # the job is over
-        self._wake.set()  # a slot is free
 
     def _terminate_all(self, grace: float) -> None:
         """Server shutdown: SIGTERM every worker, SIGKILL what is left after `grace`."""
-        for worker in self._workers.values():
+        workers = [*self._workers.values(), *self._leases.fenced]
+        for worker in workers:
             spawn.signal_group(worker.process, signal.SIGTERM)
         deadline = time.monotonic() + grace
-        for worker in self._workers.values():
+        for worker in workers:
             try:
                 worker.process.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 spawn.signal_group(worker.process, signal.SIGKILL)
                 worker.process.wait()
         self._workers.clear()
+        self._leases.fenced.clear()
 
     def _recovered_event(self, job: JobRecord) -> None:
-        if job.state == JOB_QUEUED:
-            message = f"re-queued after a server restart (attempts so far: {job.attempts})"
+        if job.state == JOB_QUEUED and job.owner in ("", self._leases.replica):
+            why = "its replica stopped" if self._stopping.is_set() else "a server restart"
+            message = f"re-queued after {why} (attempts so far: {job.attempts})"
+        elif job.state == JOB_QUEUED:
+            message = (
+                f"re-queued: replica {job.owner!r} stopped renewing its lease "
+                f"(attempts so far: {job.attempts})"
+            )
         else:
             message = job.reason or f"{job.state.lower()} after a server restart"
             remove_checkpoints(self._settings.data_dir, job.id)

@@ -18,6 +18,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from pydantic import SecretStr
+
 from service.settings import Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -29,6 +31,7 @@ SHARED_SETTINGS = (
     "measure_memory",
     "log_level",
     "runtime_options",  # a job's evaluation builds runtime artifacts like the server does
+    "database_url",  # the worker writes its job's progress to the server's metadata store
 )
 TAIL_LINES = 8
 TAIL_CHARS = 1500
@@ -44,7 +47,9 @@ def worker_env(settings: Settings) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
     for name in SHARED_SETTINGS:
         value = getattr(settings, name)
-        if isinstance(value, dict):
+        if isinstance(value, SecretStr):
+            env[f"PARETO_{name.upper()}"] = value.get_secret_value()
+        elif isinstance(value, dict):
             env[f"PARETO_{name.upper()}"] = json.dumps(value)
         else:
             env[f"PARETO_{name.upper()}"] = (

@@ -18,6 +18,10 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from service.settings import Settings
 
 PR_SET_PDEATHSIG = 1
 EXIT_PARENT_GONE = 3
@@ -70,17 +74,17 @@ def main(argv: list[str] | None = None) -> int:
         run_job(args.data_dir, args.job_id, settings, cancelled.is_set)
     except Exception as exc:
         log.exception("job %s: unexpected error", args.job_id)
-        _fail(args.data_dir, args.job_id, f"internal error in the worker: {exc!r}")
+        _fail(settings, args.data_dir, args.job_id, f"internal error in the worker: {exc!r}")
         return 1
     return 0
 
 
-def _fail(data_dir: Path, job_id: str, reason: str) -> None:
+def _fail(settings: Settings, data_dir: Path, job_id: str, reason: str) -> None:
     from service.jobs.events import finish_job
+    from service.store.open import open_repository
     from service.store.records import JOB_FAILED
-    from service.store.sqlite_repository import SqliteRepository
 
-    repo = SqliteRepository(data_dir / "metadata.db")
+    repo = open_repository(settings, data_dir)
     try:
         finish_job(repo, job_id, JOB_FAILED, reason)
     finally:

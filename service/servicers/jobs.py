@@ -11,10 +11,13 @@ from google.protobuf.json_format import MessageToDict
 
 from pareto.v1 import jobs_pb2, jobs_pb2_grpc
 from service import names
+from service.errors import InvalidArgument, NotFound
 from service.jobs.create import JobRequest, validate_job
 from service.jobs.scheduler import JobScheduler
+from service.search.convert import result_to_proto, search_from_proto, spec_to_proto
+from service.search.create import create_search_job
 from service.servicers.engine_convert import event_to_proto, job_to_proto, recipe_from_proto
-from service.store.records import JOB_FINAL_STATES
+from service.store.records import JOB_FINAL_STATES, JobRecord
 from service.store.sqlite_repository import SqliteRepository
 
 WATCH_POLL_S = 0.2
@@ -29,20 +32,49 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
 
     def CreateJob(self, request: jobs_pb2.CreateJobRequest, context) -> jobs_pb2.Job:
         _check_names(request)
-        record = validate_job(self._repo, job_request_from_proto(request))
-        stored = self._repo.create_job(record)
+        job_request = job_request_from_proto(request)
+        max_queued = self._scheduler.max_queued_jobs
+        if job_request.search is not None:
+            stored = create_search_job(self._repo, job_request, max_queued)
+        else:
+            record = validate_job(self._repo, job_request)
+            stored = self._repo.create_job(record, max_queued)
         self._scheduler.wake()
-        return job_to_proto(stored)
+        return self._job(stored)
 
     def GetJob(self, request: jobs_pb2.GetJobRequest, context) -> jobs_pb2.Job:
-        return job_to_proto(self._repo.get_job(names.job_id(request.id)))
+        return self._job(self._repo.get_job(names.job_id(request.id)))
 
     def ListJobs(self, request: jobs_pb2.ListJobsRequest, context) -> jobs_pb2.ListJobsResponse:
         jobs = self._repo.list_jobs(names.check_optional(names.MODEL_NAME, request.model, "model"))
-        return jobs_pb2.ListJobsResponse(jobs=[job_to_proto(j) for j in jobs])
+        return jobs_pb2.ListJobsResponse(jobs=[self._job(j) for j in jobs])
 
     def CancelJob(self, request: jobs_pb2.CancelJobRequest, context) -> jobs_pb2.Job:
-        return job_to_proto(self._scheduler.cancel(names.job_id(request.id)))
+        return self._job(self._scheduler.cancel(names.job_id(request.id)))
+
+    def GetSearch(self, request: jobs_pb2.GetSearchRequest, context) -> jobs_pb2.SearchResult:
+        if request.id:
+            job = self._repo.get_job(names.job_id(request.id))
+            search = self._repo.get_search(job.id)
+            if search is None:
+                raise InvalidArgument(f"id: job {job.id!r} is not a search")
+        else:
+            if not request.model:
+                raise InvalidArgument("give the search job's id, or a model (its latest search)")
+            model = names.model_name(request.model, "model")
+            search = self._repo.latest_search(model)
+            if search is None:
+                raise NotFound(f"model {model!r} has no search; start one with `pareto search`")
+            job = self._repo.get_job(search.job_id)
+        return result_to_proto(job, search)
+
+    def _job(self, record: JobRecord) -> jobs_pb2.Job:
+        """The Job message, with its search spec when it is a search."""
+        message = job_to_proto(record)
+        search = self._repo.get_search(record.id)
+        if search is not None:
+            message.search.CopyFrom(spec_to_proto(search.spec))
+        return message
 
     def WatchJob(
         self, request: jobs_pb2.WatchJobRequest, context: grpc.ServicerContext
@@ -84,4 +116,5 @@ def job_request_from_proto(request: jobs_pb2.CreateJobRequest) -> JobRequest:
         datasets=dict(request.datasets),
         quality_budget=MessageToDict(request.quality_budget, preserving_proto_field_name=True),
         evaluation=evaluation,
+        search=search_from_proto(request.search) if request.HasField("search") else None,
     )

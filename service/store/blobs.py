@@ -16,15 +16,23 @@ over is either in `tmp/` (`clean_staging`) or a blob no record refers to (`garba
 `commit` until the record is written, and from reading the referenced set until
 `garbage_collect` or `delete` returns, so a concurrent upload of the same content can never
 lose its blob.
+
+Several replicas may share one store (a ReadWriteMany volume, see README "Running a
+cluster"); `lock` cannot reach across them. Their start-up clean-up is given an
+`orphan_grace_s`: a staging entry, unreferenced blob or unpacked dir is only removed once
+its mtime is that old (longer than any upload or job can be busy with it), and `commit`
+refreshes the mtime of a blob it finds already there, which a new record is about to use.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import stat
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -73,9 +81,15 @@ def _remove(path: Path) -> None:
 
 
 class BlobStore:
-    def __init__(self, root: Path, max_unpacked_bytes: int = DEFAULT_MAX_UNPACKED_BYTES) -> None:
+    def __init__(
+        self,
+        root: Path,
+        max_unpacked_bytes: int = DEFAULT_MAX_UNPACKED_BYTES,
+        orphan_grace_s: float = 0.0,
+    ) -> None:
         self.root = Path(root)
         self.max_unpacked_bytes = max_unpacked_bytes
+        self.orphan_grace_s = orphan_grace_s
         self._blobs = self.root / "blobs"
         self._tmp = self.root / "tmp"
         self._unpacked = self.root / "unpacked"
@@ -91,10 +105,21 @@ class BlobStore:
         return self._tmp / uuid.uuid4().hex
 
     def clean_staging(self) -> None:
-        """Remove everything under tmp/. Call at start-up, before serving."""
+        """Remove everything under tmp/ (older than `orphan_grace_s`). Call at start-up,
+        before serving."""
         for entry in self._tmp.iterdir():
-            _remove(entry)
+            if self._abandoned(entry):
+                _remove(entry)
         fsync_dir(self._tmp)
+
+    def _abandoned(self, path: Path) -> bool:
+        """Old enough to be removed: always without a grace (one process owns the store)."""
+        if self.orphan_grace_s <= 0:
+            return True
+        try:
+            return time.time() - path.lstat().st_mtime > self.orphan_grace_s
+        except FileNotFoundError:
+            return False
 
     # -- blobs -------------------------------------------------------------------------
 
@@ -112,6 +137,8 @@ class BlobStore:
         with self.lock:
             if dest.exists():
                 staging_path.unlink()
+                with contextlib.suppress(OSError):  # in use again: not an orphan (see above)
+                    os.utime(dest)
                 return dest
             if not dest.parent.is_dir():
                 dest.parent.mkdir()
@@ -151,11 +178,16 @@ class BlobStore:
             for shard in sorted(self._blobs.iterdir()):
                 for blob in sorted(shard.iterdir()) if shard.is_dir() else ():
                     sha = blob.name
-                    if _SHA256_RE.fullmatch(sha) and sha not in referenced and self.delete(sha):
+                    if (
+                        _SHA256_RE.fullmatch(sha)
+                        and sha not in referenced
+                        and self._abandoned(blob)
+                        and self.delete(sha)
+                    ):
                         deleted.append(sha)
             with self._unpack_lock:
                 for d in self._unpacked.iterdir():
-                    if d.name not in referenced:
+                    if d.name not in referenced and self._abandoned(d):
                         self._drop_unpacked(d.name)
         return deleted
 

@@ -1,12 +1,14 @@
 """Repository interfaces of the compression engine (datasets, jobs, events, variants).
 
-Implemented for SQLite by `SqliteRepository` (same database file as the models, so the
-job worker processes and the server share one source of truth). Every method is atomic.
+Implemented by `SqliteRepository` and `PostgresRepository` (the same database as the
+models, so the job worker processes, the server and its replicas share one source of
+truth). Every method is atomic.
 """
 
 from __future__ import annotations
 
 import abc
+from collections.abc import Iterable
 from typing import Any
 
 from service.store.records import DatasetRecord, JobEvent, JobRecord, VariantRecord
@@ -31,8 +33,9 @@ class DatasetRepository(abc.ABC):
 
 class JobRepository(abc.ABC):
     @abc.abstractmethod
-    def create_job(self, record: JobRecord) -> JobRecord:
-        """Insert a QUEUED job (record.id chosen by the caller) and its first event."""
+    def create_job(self, record: JobRecord, max_queued: int = 0) -> JobRecord:
+        """Insert a QUEUED job (record.id chosen by the caller) and its first event.
+        ResourceExhausted, naming the limit, when `max_queued` (> 0) are QUEUED already."""
 
     @abc.abstractmethod
     def get_job(self, job_id: str) -> JobRecord: ...
@@ -46,8 +49,18 @@ class JobRepository(abc.ABC):
         """state -> number of jobs in it (states without jobs are absent)."""
 
     @abc.abstractmethod
-    def claim_next_job(self) -> JobRecord | None:
-        """Atomically move the oldest QUEUED job to RUNNING (attempts + 1, started_at now)."""
+    def claim_next_job(self, owner: str = "") -> JobRecord | None:
+        """Atomically move the oldest QUEUED job to RUNNING for replica `owner` (attempts
+        + 1, started_at and the lease's heartbeat_at now)."""
+
+    @abc.abstractmethod
+    def heartbeat_jobs(self, owner: str, job_ids: Iterable[str]) -> set[str]:
+        """Renew the leases of those `job_ids` still RUNNING for `owner`; returns them."""
+
+    @abc.abstractmethod
+    def requeue_expired_jobs(self, max_attempts: int, lease_s: float) -> list[JobRecord]:
+        """RUNNING jobs whose lease is older than `lease_s` go back to QUEUED, or FAILED
+        once they used max_attempts. Returns the jobs it changed."""
 
     @abc.abstractmethod
     def update_job(self, job_id: str, **fields: Any) -> JobRecord:
@@ -56,9 +69,12 @@ class JobRepository(abc.ABC):
         (returns it unchanged), so a late event cannot resurrect a cancelled job."""
 
     @abc.abstractmethod
-    def recover_interrupted_jobs(self, max_attempts: int) -> list[JobRecord]:
-        """At start-up: RUNNING jobs go back to QUEUED, or FAILED ("interrupted ...") once
-        they used max_attempts. Returns the jobs it changed."""
+    def recover_interrupted_jobs(
+        self, max_attempts: int, owner: str = "", lease_s: float | None = None
+    ) -> list[JobRecord]:
+        """At start-up: RUNNING jobs of replica `owner`, and those whose lease expired
+        (with `lease_s`), go back to QUEUED, or FAILED ("interrupted ...") once they used
+        max_attempts. Returns the jobs it changed."""
 
     @abc.abstractmethod
     def add_event(self, event: JobEvent) -> JobEvent:

@@ -59,6 +59,8 @@ class JobRecord:
     created_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    owner: str = ""  # replica (PARETO_REPLICA_ID) that claimed it last
+    heartbeat_at: datetime | None = None  # its last lease renewal while RUNNING
 
 
 @dataclass(frozen=True)
@@ -94,3 +96,14 @@ class VariantRecord:
     @property
     def serving_name(self) -> str:
         return f"{self.parent_model}.{self.id}"
+
+
+@dataclass(frozen=True)
+class SearchRecord:
+    """A search job's spec (pareto.v1.SearchSpec, normalized) and its latest result
+    (pareto.v1.SearchResult fields: trials, frontier, recommendation), both JSON-able."""
+
+    job_id: str
+    spec: dict[str, Any]
+    result: dict[str, Any] = field(default_factory=dict)
+    updated_at: datetime | None = None

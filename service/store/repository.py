@@ -1,7 +1,7 @@
 """Metadata records and the repository interface.
 
-The interface is small on purpose so that a Postgres implementation can sit beside
-`SqliteRepository` later without touching callers.
+The interface is small on purpose: `SqliteRepository` and `PostgresRepository` implement
+it from the same SQL, and callers get either from `service/store/open.py`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Column codecs shared by the SQLite repository parts: JSON, tensor specs, timestamps.
+"""Column codecs of both metadata backends (SQLite, PostgreSQL): JSON, tensor specs,
+timestamps.
 
 Timestamps are stored as ISO 8601 text in UTC and come back as aware datetimes. Rows are
 ordered by their integer `seq` column, never by these strings.

@@ -1,15 +1,16 @@
-"""`DatasetRepository` over SQLite: a mixin of `SqliteRepository` (table `datasets`)."""
+"""`DatasetRepository` in SQL shared by both backends: a mixin (table `datasets`)."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import replace
+from typing import Any
 
 from service.errors import AlreadyExists, FailedPrecondition, NotFound
 from service.store.engine_repository import DatasetRepository
 from service.store.records import JOB_QUEUED, JOB_RUNNING, DatasetRecord
+from service.store.sql_types import Connection
 from service.store.sqlite_codec import (
     from_json,
     now,
@@ -22,7 +23,7 @@ from service.store.sqlite_codec import (
 _COLUMNS = "name, sha256, size_bytes, arrays, num_samples, has_labels, description, created_at"
 
 
-def _row_to_dataset(row: sqlite3.Row) -> DatasetRecord:
+def _row_to_dataset(row: Any) -> DatasetRecord:
     return DatasetRecord(
         name=row["name"],
         sha256=row["sha256"],
@@ -39,7 +40,7 @@ def dataset_exists_message(name: str) -> str:
     return f"dataset {name!r} already exists; delete it first or pick another name"
 
 
-def active_jobs_using(c: sqlite3.Connection, dataset: str) -> list[str]:
+def active_jobs_using(c: Connection, dataset: str) -> list[str]:
     """Ids of QUEUED/RUNNING jobs that name `dataset` in any role."""
     rows = c.execute(
         "SELECT id, datasets FROM jobs WHERE state IN (?, ?) ORDER BY seq",
@@ -49,10 +50,10 @@ def active_jobs_using(c: sqlite3.Connection, dataset: str) -> list[str]:
 
 
 class SqliteDatasets(DatasetRepository):
-    """Needs `_tx()` (a write transaction) and `_query(sql, params)` from SqliteRepository."""
+    """Needs `_tx()` (a write transaction) and `_query(sql, params)` from the backend."""
 
-    _tx: Callable[[], AbstractContextManager[sqlite3.Connection]]
-    _query: Callable[..., list[sqlite3.Row]]
+    _tx: Callable[..., AbstractContextManager[Connection]]
+    _query: Callable[..., list[Any]]
 
     def add_dataset(self, record: DatasetRecord) -> DatasetRecord:
         stored = replace(record, created_at=now())

@@ -1,4 +1,4 @@
-"""Deployments over SQLite: a mixin of `SqliteRepository` (table `deployments`).
+"""Deployments in SQL shared by both backends: a mixin (table `deployments`).
 
 A deployment is one row; its targets, canary plan and canary status are one JSON column,
 so every change (traffic split, canary step) is a single-row write: atomic and durable.
@@ -6,19 +6,20 @@ so every change (traffic split, canary step) is a single-row write: atomic and d
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import replace
+from typing import Any
 
 from service.deployments.records import DeploymentRecord, spec_from_data, spec_to_data
 from service.errors import AlreadyExists, FailedPrecondition, NotFound
+from service.store.sql_types import Connection
 from service.store.sqlite_codec import from_json, now, time_from_text, time_to_text, to_json
 
 _COLUMNS = "name, model, spec, revision, created_at, updated_at"
 
 
-def _row_to_deployment(row: sqlite3.Row) -> DeploymentRecord:
+def _row_to_deployment(row: Any) -> DeploymentRecord:
     return DeploymentRecord(
         name=row["name"],
         model=row["model"],
@@ -30,10 +31,10 @@ def _row_to_deployment(row: sqlite3.Row) -> DeploymentRecord:
 
 
 class SqliteDeployments:
-    """Needs `_tx()` (a write transaction) and `_query(sql, params)` from SqliteRepository."""
+    """Needs `_tx()` (a write transaction) and `_query(sql, params)` from the backend."""
 
-    _tx: Callable[[], AbstractContextManager[sqlite3.Connection]]
-    _query: Callable[..., list[sqlite3.Row]]
+    _tx: Callable[..., AbstractContextManager[Connection]]
+    _query: Callable[..., list[Any]]
 
     def add_deployment(self, record: DeploymentRecord) -> DeploymentRecord:
         created = now()

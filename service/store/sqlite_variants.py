@@ -1,8 +1,7 @@
-"""`VariantRepository` over SQLite: a mixin of `SqliteRepository` (table `variants`)."""
+"""`VariantRepository` in SQL shared by both backends: a mixin (table `variants`)."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import replace
@@ -12,6 +11,7 @@ from runtimes.base import Signature
 from service.errors import AlreadyExists, NotFound
 from service.store.engine_repository import VariantRepository
 from service.store.records import VariantRecord
+from service.store.sql_types import Connection
 from service.store.sqlite_codec import (
     from_json,
     now,
@@ -30,7 +30,7 @@ _COLUMNS = (
 )
 
 
-def _row_to_variant(row: sqlite3.Row) -> VariantRecord:
+def _row_to_variant(row: Any) -> VariantRecord:
     return VariantRecord(
         id=row["id"],
         parent_model=row["parent_model"],
@@ -72,10 +72,10 @@ def _variant_to_row(v: VariantRecord) -> tuple[Any, ...]:
 
 
 class SqliteVariants(VariantRepository):
-    """Needs `_tx()` (a write transaction) and `_query(sql, params)` from SqliteRepository."""
+    """Needs `_tx()` (a write transaction) and `_query(sql, params)` from the backend."""
 
-    _tx: Callable[[], AbstractContextManager[sqlite3.Connection]]
-    _query: Callable[..., list[sqlite3.Row]]
+    _tx: Callable[..., AbstractContextManager[Connection]]
+    _query: Callable[..., list[Any]]
 
     def add_variant(self, record: VariantRecord) -> VariantRecord:
         stored = replace(record, created_at=now())

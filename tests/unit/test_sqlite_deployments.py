@@ -1,8 +1,10 @@
-"""Deployments in SQLite: round trip, revision-checked updates, delete."""
+"""Deployments in SQLite and PostgreSQL: round trip, revision-checked updates, delete."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -16,7 +18,7 @@ from service.deployments.records import (
 )
 from service.errors import AlreadyExists, FailedPrecondition, NotFound
 from service.store.sqlite_codec import now
-from service.store.sqlite_repository import SqliteRepository
+from tests.store_backends import BACKENDS, StoreBackend, store_backend
 
 RECORD = DeploymentRecord(
     name="minilm",
@@ -33,8 +35,13 @@ RECORD = DeploymentRecord(
 )
 
 
-def test_round_trip_update_and_delete(tmp_path):
-    repo = SqliteRepository(tmp_path / "m.db")
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreBackend]:
+    yield from store_backend(request, tmp_path)
+
+
+def test_round_trip_update_and_delete(backend):
+    repo = backend.open()
     stored = repo.add_deployment(RECORD)
     assert stored.revision == 1 and stored.created_at is not None
     assert repo.get_deployment("minilm") == stored
@@ -44,7 +51,7 @@ def test_round_trip_update_and_delete(tmp_path):
     changed = repo.update_deployment(stored.with_weights({"1": 100.0, "var-0a0b0c": 0.0}))
     assert changed.revision == 2 and changed.targets[0].weight == 100.0
     repo.close()
-    repo = SqliteRepository(tmp_path / "m.db")  # survives reopening
+    repo = backend.open()  # survives reopening
     assert repo.get_deployment("minilm") == changed
 
     with pytest.raises(FailedPrecondition, match="changed meanwhile"):

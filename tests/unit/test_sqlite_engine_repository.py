@@ -1,9 +1,11 @@
-"""The compression engine's tables in SqliteRepository, against real SQLite files."""
+"""The compression engine's tables, against a real SQLite file and a real PostgreSQL
+database (tests taking `repo` or `backend` run on both; job leases: test_job_leases.py)."""
 
 from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,6 +27,7 @@ from service.store.records import (
 )
 from service.store.repository import ModelRecord
 from service.store.sqlite_repository import _MIGRATIONS, SCHEMA_VERSION, SqliteRepository
+from tests.store_backends import BACKENDS, StoreBackend, store_backend
 
 SIG = Signature((TensorSpec("x", "FP32", (-1, 3)),), (TensorSpec("y", "FP32", (-1, 2)),))
 RECIPE = RecipeSpec(
@@ -37,11 +40,14 @@ MEASUREMENT = {
 }
 
 
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreBackend]:
+    yield from store_backend(request, tmp_path)
+
+
 @pytest.fixture
-def repo(tmp_path: Path):
-    r = SqliteRepository(tmp_path / "meta.db")
-    yield r
-    r.close()
+def repo(backend: StoreBackend):
+    return backend.open()
 
 
 def dataset(name: str = "calib", sha: str = "d" * 64) -> DatasetRecord:
@@ -179,12 +185,11 @@ def test_jobs_are_counted_by_state(repo):
     assert repo.count_jobs_by_state() == {JOB_QUEUED: 2, JOB_RUNNING: 1}
 
 
-def test_two_repositories_on_one_file_never_claim_the_same_job(tmp_path):
-    path = tmp_path / "shared.db"
-    setup = SqliteRepository(path)
+def test_two_repositories_on_one_database_never_claim_the_same_job(backend):
+    setup = backend.open()
     for i in range(40):
         setup.create_job(job(f"job-{i:02d}"))
-    claimers = [SqliteRepository(path) for _ in range(2)]
+    claimers = [backend.open() for _ in range(2)]
     claimed: list[list[str]] = [[], []]
     start = threading.Barrier(2)
 
@@ -201,8 +206,6 @@ def test_two_repositories_on_one_file_never_claim_the_same_job(tmp_path):
     everything = claimed[0] + claimed[1]
     assert sorted(everything) == [f"job-{i:02d}" for i in range(40)]  # each exactly once
     assert {j.attempts for j in setup.list_jobs()} == {1}
-    for r in (setup, *claimers):
-        r.close()
 
 
 def test_update_job_sets_fields_and_final_states_stick(repo):
@@ -267,12 +270,11 @@ def test_events_are_numbered_per_job(repo):
         repo.add_event(JobEvent("job-1", 0, "BUSY"))
 
 
-def test_concurrent_events_from_two_repositories_get_distinct_sequences(tmp_path):
-    path = tmp_path / "shared.db"
-    repos = [SqliteRepository(path) for _ in range(2)]
+def test_concurrent_events_from_two_repositories_get_distinct_sequences(backend):
+    repos = [backend.open() for _ in range(2)]
     repos[0].create_job(job())
 
-    def emit(r: SqliteRepository) -> None:
+    def emit(r) -> None:
         for i in range(25):
             r.add_event(JobEvent("job-1", 0, JOB_RUNNING, "s", float(i)))
 
@@ -282,8 +284,6 @@ def test_concurrent_events_from_two_repositories_get_distinct_sequences(tmp_path
     for t in threads:
         t.join()
     assert [e.sequence for e in repos[1].list_events("job-1")] == list(range(1, 52))
-    for r in repos:
-        r.close()
 
 
 # -- variants and blobs ----------------------------------------------------------------

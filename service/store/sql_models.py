@@ -1,0 +1,151 @@
+"""`ModelRepository` in SQL shared by both backends (tables `models`, `model_names`).
+
+`model_names` keeps the last version per name, so versions are never reused while the
+name exists; picking the next one is a check-then-insert, which is why it runs in the
+backend's serialized write transaction (`_tx()`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+from runtimes.base import Signature
+from service.errors import AlreadyExists, InvalidArgument, NotFound
+from service.store.repository import FORMATS, ModelRecord, ModelRepository
+from service.store.sql_types import Connection
+from service.store.sqlite_codec import specs_from_json, specs_to_json
+
+_COLUMNS = (
+    "name, version, format, sha256, size_bytes, description, labels, inputs, outputs, created_at"
+)
+
+
+def _row_to_record(row: Any) -> ModelRecord:
+    return ModelRecord(
+        name=row["name"],
+        version=row["version"],
+        format=row["format"],
+        sha256=row["sha256"],
+        size_bytes=row["size_bytes"],
+        signature=Signature(specs_from_json(row["inputs"]), specs_from_json(row["outputs"])),
+        description=row["description"],
+        labels=json.loads(row["labels"]),
+        created_at=datetime.fromisoformat(row["created_at"]),
+    )
+
+
+def _check_version(version: int) -> None:
+    if version < 0:
+        raise InvalidArgument(f"version must be >= 0 (0 means latest), got {version}")
+
+
+def already_exists_message(name: str, latest_version: int) -> str:
+    return (
+        f"model {name!r} already exists (latest version {latest_version}); upload with "
+        f"new_version=true to add it as version {latest_version + 1}"
+    )
+
+
+class SqlModels(ModelRepository):
+    """Needs `_tx()` (a write transaction) and `_query(sql, params)` from the backend."""
+
+    _tx: Callable[..., AbstractContextManager[Connection]]
+    _query: Callable[..., list[Any]]
+    # Bumped by `_tx` after each committed write of THIS object: a cache of what it read
+    # (service/servables.py) sees that a local write happened since it filled.
+    write_generation: int = 0
+
+    def add_model(self, record: ModelRecord, new_version: bool) -> ModelRecord:
+        if record.format not in FORMATS:
+            raise InvalidArgument(
+                f"format must be one of {', '.join(FORMATS)}, got {record.format!r}"
+            )
+        created_at = datetime.now(UTC)
+        with self._tx() as c:
+            row = c.execute(
+                "SELECT last_version FROM model_names WHERE name = ?", (record.name,)
+            ).fetchone()
+            last = row[0] if row else 0
+            if row and not new_version:
+                raise AlreadyExists(already_exists_message(record.name, last))
+            version = last + 1
+            c.execute(
+                "INSERT INTO model_names (name, last_version) VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET last_version = excluded.last_version",
+                (record.name, version),
+            )
+            c.execute(
+                f"INSERT INTO models ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    record.name,
+                    version,
+                    record.format,
+                    record.sha256,
+                    record.size_bytes,
+                    record.description,
+                    json.dumps(record.labels, sort_keys=True),
+                    specs_to_json(record.signature.inputs),
+                    specs_to_json(record.signature.outputs),
+                    created_at.isoformat(),
+                ),
+            )
+        return replace(record, version=version, labels=dict(record.labels), created_at=created_at)
+
+    def get_model(self, name: str, version: int = 0) -> ModelRecord:
+        _check_version(version)
+        rows = self._query(
+            f"SELECT {_COLUMNS} FROM models WHERE name = ? ORDER BY version", (name,)
+        )
+        if not rows:
+            raise NotFound(f"model {name!r} not found")
+        if version == 0:
+            return _row_to_record(rows[-1])
+        match = next((r for r in rows if r["version"] == version), None)
+        if match is None:
+            versions = ", ".join(str(r["version"]) for r in rows)
+            raise NotFound(f"model {name!r} has no version {version} (versions: {versions})")
+        return _row_to_record(match)
+
+    def list_models(self, label_selector: dict[str, str] | None = None) -> list[ModelRecord]:
+        rows = self._query(f"SELECT {_COLUMNS} FROM models ORDER BY name, version")
+        records = [_row_to_record(r) for r in rows]
+        if not label_selector:
+            return records
+        wanted = label_selector.items()
+        return [r for r in records if wanted <= r.labels.items()]
+
+    def delete_model(self, name: str, version: int = 0) -> list[ModelRecord]:
+        _check_version(version)
+        with self._tx() as c:
+            rows = c.execute(
+                f"SELECT {_COLUMNS} FROM models WHERE name = ? ORDER BY version", (name,)
+            ).fetchall()
+            if not rows:
+                raise NotFound(f"model {name!r} not found")
+            doomed = [r for r in rows if version in (0, r["version"])]
+            if not doomed:
+                versions = ", ".join(str(r["version"]) for r in rows)
+                raise NotFound(f"model {name!r} has no version {version} (versions: {versions})")
+            if version == 0:
+                c.execute("DELETE FROM models WHERE name = ?", (name,))
+            else:
+                c.execute("DELETE FROM models WHERE name = ? AND version = ?", (name, version))
+            if len(doomed) == len(rows):  # the name is gone: a fresh upload starts at 1
+                c.execute("DELETE FROM model_names WHERE name = ?", (name,))
+        return [_row_to_record(r) for r in doomed]
+
+    def name_exists(self, name: str) -> bool:
+        return bool(self._query("SELECT 1 FROM models WHERE name = ? LIMIT 1", (name,)))
+
+    def referenced_blobs(self) -> set[str]:
+        """Blobs of models, datasets and variants: garbage collection keeps all of them."""
+        rows = self._query(
+            "SELECT sha256 FROM models UNION SELECT sha256 FROM datasets "
+            "UNION SELECT sha256 FROM variants"
+        )
+        return {r[0] for r in rows}
