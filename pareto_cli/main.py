@@ -15,12 +15,14 @@ from pareto_cli.client import FORMAT_NAMES, ParetoClient
 from pareto_cli.datasets import datasets
 from pareto_cli.deploy import deploy
 from pareto_cli.export import export
+from pareto_cli.frontier import frontier
 from pareto_cli.infer import infer
 from pareto_cli.jobs import compress, jobs
 from pareto_cli.options import server_option, to_dict
 from pareto_cli.progress import upload_progress
 from pareto_cli.report import report
 from pareto_cli.runtimes import runtimes
+from pareto_cli.search import search
 from pareto_cli.serve import serve
 from pareto_cli.variants import variants
 
@@ -109,7 +111,20 @@ def _split_pair(text: str, option: str) -> tuple[str, str]:
     return key, value
 
 
-COMMANDS = (serve, infer, datasets, compress, jobs, variants, runtimes, export, deploy, report)
+COMMANDS = (
+    serve,
+    infer,
+    datasets,
+    compress,
+    jobs,
+    variants,
+    runtimes,
+    export,
+    deploy,
+    report,
+    search,
+    frontier,
+)
 for command in COMMANDS:
     cli.add_command(command)
 

@@ -1,4 +1,6 @@
-"""`pareto report ENDPOINT`: per-target comparison from the gateway's own counters.
+"""`pareto report NAME`: a deployment's per-target comparison from the gateway's own
+counters, or (for a model with no deployment of that name, or with --frontier) the
+frontier of its latest search (see pareto_cli/search.py).
 
 Requests, error rate, p50/p99 latency with 95% confidence intervals, agreement from
 comparisons (shadow copies, canary checks), and whether latency and error rate differ
@@ -8,13 +10,15 @@ significantly from the baseline (the tests are named under the table).
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
+import grpc
 from rich.console import Console
 from rich.table import Table
 
 from pareto.v1 import deployments_pb2 as pb
-from pareto_cli.deploy import deployment_stub
+from pareto_cli.client import ParetoClient
 from pareto_cli.options import json_option, server_option, to_dict
 
 
@@ -78,14 +82,7 @@ def report_table(report: pb.DeploymentReport) -> Table:
     return table
 
 
-@click.command()
-@click.argument("endpoint")
-@json_option
-@server_option
-def report(endpoint: str, as_json: bool, server: str) -> None:
-    """Compare the targets of ENDPOINT from the server's counters."""
-    with deployment_stub(server) as stub:
-        result = stub.GetDeploymentReport(pb.GetDeploymentReportRequest(name=endpoint))
+def show_deployment_report(result: pb.DeploymentReport, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(to_dict(result), indent=2))
         return
@@ -98,3 +95,50 @@ def report(endpoint: str, as_json: bool, server: str) -> None:
     if result.HasField("canary_status") and result.canary_status.reason:
         state = pb.CanaryState.Name(result.canary_status.state).removeprefix("CANARY_STATE_")
         console.print(f"canary: {state}: {result.canary_status.reason}")
+
+
+@click.command()
+@click.argument("name")
+@click.option("--frontier", is_flag=True, help="The search frontier of model NAME.")
+@click.option("--search", "job_id", default="", help="A search job id (default: the latest).")
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the frontier plot (PNG).",
+)
+@click.option("--all", "show_all", is_flag=True, help="List every trial of the search.")
+@json_option
+@server_option
+def report(
+    name: str,
+    frontier: bool,
+    job_id: str,
+    plot: Path | None,
+    show_all: bool,
+    as_json: bool,
+    server: str,
+) -> None:
+    """Compare the targets of deployment NAME from the server's counters; when NAME has
+    no deployment (or with --frontier, --search, --plot), show model NAME's search
+    frontier: trials, measurements, the recommended variant."""
+    from pareto_cli.search import get_search, show_result
+
+    searching = frontier or bool(job_id) or plot is not None
+    with ParetoClient(server) as client:
+        if not searching:
+            request = pb.GetDeploymentReportRequest(name=name)
+            try:
+                show_deployment_report(client.deployments.GetDeploymentReport(request), as_json)
+                return
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.NOT_FOUND:
+                    raise
+        try:
+            result = get_search(client, name, job_id)
+        except grpc.RpcError as exc:
+            if searching or exc.code() != grpc.StatusCode.NOT_FOUND:
+                raise
+            raise click.ClickException(
+                f"{name!r} is neither a deployment nor a model with a search"
+            ) from None
+    show_result(result, as_json, plot, show_all)

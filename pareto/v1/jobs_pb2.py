@@ -26,7 +26,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14pareto/v1/jobs.proto\x12\tpareto.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"H\n\nRecipeStep\x12\x11\n\ttechnique\x18\x01 \x01(\t\x12\'\n\x06\x63onfig\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\"<\n\x06Recipe\x12\x0c\n\x04name\x18\x01 \x01(\t\x12$\n\x05steps\x18\x02 \x03(\x0b\x32\x15.pareto.v1.RecipeStep\"\xbb\x01\n\rQualityBudget\x12\x1e\n\x11max_accuracy_drop\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x17\n\nmin_cosine\x18\x02 \x01(\x01H\x01\x88\x01\x01\x12\x1f\n\x12min_top1_agreement\x18\x03 \x01(\x01H\x02\x88\x01\x01\x12\x14\n\x0ckeep_failing\x18\x04 \x01(\x08\x42\x14\n\x12_max_accuracy_dropB\r\n\x0b_min_cosineB\x15\n\x13_min_top1_agreement\"N\n\x12\x45valuationSettings\x12\x13\n\x0b\x62\x61tch_sizes\x18\x01 \x03(\x03\x12\x12\n\niterations\x18\x02 \x01(\x03\x12\x0f\n\x07runtime\x18\x03 \x01(\t\"\xaf\x02\n\x10\x43reateJobRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\x03\x12\"\n\x07recipes\x18\x03 \x03(\x0b\x32\x11.pareto.v1.Recipe\x12;\n\x08\x64\x61tasets\x18\x04 \x03(\x0b\x32).pareto.v1.CreateJobRequest.DatasetsEntry\x12\x30\n\x0equality_budget\x18\x05 \x01(\x0b\x32\x18.pareto.v1.QualityBudget\x12\x31\n\nevaluation\x18\x06 \x01(\x0b\x32\x1d.pareto.v1.EvaluationSettings\x1a/\n\rDatasetsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x9e\x04\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\x03\x12\"\n\x07recipes\x18\x04 \x03(\x0b\x32\x11.pareto.v1.Recipe\x12.\n\x08\x64\x61tasets\x18\x05 \x03(\x0b\x32\x1c.pareto.v1.Job.DatasetsEntry\x12\x30\n\x0equality_budget\x18\x06 \x01(\x0b\x32\x18.pareto.v1.QualityBudget\x12\x31\n\nevaluation\x18\x07 \x01(\x0b\x32\x1d.pareto.v1.EvaluationSettings\x12\"\n\x05state\x18\x08 \x01(\x0e\x32\x13.pareto.v1.JobState\x12\x0e\n\x06reason\x18\t \x01(\t\x12\x0f\n\x07percent\x18\n \x01(\x01\x12\x13\n\x0bvariant_ids\x18\x0b \x03(\t\x12\x10\n\x08\x61ttempts\x18\x0c \x01(\x03\x12.\n\ncreated_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a/\n\rDatasetsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8d\x02\n\x08JobEvent\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x03\x12\"\n\x05state\x18\x03 \x01(\x0e\x32\x13.pareto.v1.JobState\x12\x0c\n\x04step\x18\x04 \x01(\t\x12\x0f\n\x07percent\x18\x05 \x01(\x01\x12\x0f\n\x07message\x18\x06 \x01(\t\x12\x31\n\x07metrics\x18\x07 \x03(\x0b\x32 .pareto.v1.JobEvent.MetricsEntry\x12(\n\x04time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x1b\n\rGetJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\" \n\x0fListJobsRequest\x12\r\n\x05model\x18\x01 \x01(\t\"0\n\x10ListJobsResponse\x12\x1c\n\x04jobs\x18\x01 \x03(\x0b\x32\x0e.pareto.v1.Job\"4\n\x0fWatchJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x15\n\rfrom_sequence\x18\x02 \x01(\x03\"\x1e\n\x10\x43\x61ncelJobRequest\x12\n\n\x02id\x18\x01 \x01(\t*\x9a\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05\x32\xb8\x02\n\nJobService\x12\x38\n\tCreateJob\x12\x1b.pareto.v1.CreateJobRequest\x1a\x0e.pareto.v1.Job\x12\x32\n\x06GetJob\x12\x18.pareto.v1.GetJobRequest\x1a\x0e.pareto.v1.Job\x12\x43\n\x08ListJobs\x12\x1a.pareto.v1.ListJobsRequest\x1a\x1b.pareto.v1.ListJobsResponse\x12=\n\x08WatchJob\x12\x1a.pareto.v1.WatchJobRequest\x1a\x13.pareto.v1.JobEvent0\x01\x12\x38\n\tCancelJob\x12\x1b.pareto.v1.CancelJobRequest\x1a\x0e.pareto.v1.Jobb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14pareto/v1/jobs.proto\x12\tpareto.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"H\n\nRecipeStep\x12\x11\n\ttechnique\x18\x01 \x01(\t\x12\'\n\x06\x63onfig\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\"<\n\x06Recipe\x12\x0c\n\x04name\x18\x01 \x01(\t\x12$\n\x05steps\x18\x02 \x03(\x0b\x32\x15.pareto.v1.RecipeStep\"\xbb\x01\n\rQualityBudget\x12\x1e\n\x11max_accuracy_drop\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x17\n\nmin_cosine\x18\x02 \x01(\x01H\x01\x88\x01\x01\x12\x1f\n\x12min_top1_agreement\x18\x03 \x01(\x01H\x02\x88\x01\x01\x12\x14\n\x0ckeep_failing\x18\x04 \x01(\x08\x42\x14\n\x12_max_accuracy_dropB\r\n\x0b_min_cosineB\x15\n\x13_min_top1_agreement\"N\n\x12\x45valuationSettings\x12\x13\n\x0b\x62\x61tch_sizes\x18\x01 \x03(\x03\x12\x12\n\niterations\x18\x02 \x01(\x03\x12\x0f\n\x07runtime\x18\x03 \x01(\t\"\xd6\x02\n\x10\x43reateJobRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\x03\x12\"\n\x07recipes\x18\x03 \x03(\x0b\x32\x11.pareto.v1.Recipe\x12;\n\x08\x64\x61tasets\x18\x04 \x03(\x0b\x32).pareto.v1.CreateJobRequest.DatasetsEntry\x12\x30\n\x0equality_budget\x18\x05 \x01(\x0b\x32\x18.pareto.v1.QualityBudget\x12\x31\n\nevaluation\x18\x06 \x01(\x0b\x32\x1d.pareto.v1.EvaluationSettings\x12%\n\x06search\x18\x07 \x01(\x0b\x32\x15.pareto.v1.SearchSpec\x1a/\n\rDatasetsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xc5\x04\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\x03\x12\"\n\x07recipes\x18\x04 \x03(\x0b\x32\x11.pareto.v1.Recipe\x12.\n\x08\x64\x61tasets\x18\x05 \x03(\x0b\x32\x1c.pareto.v1.Job.DatasetsEntry\x12\x30\n\x0equality_budget\x18\x06 \x01(\x0b\x32\x18.pareto.v1.QualityBudget\x12\x31\n\nevaluation\x18\x07 \x01(\x0b\x32\x1d.pareto.v1.EvaluationSettings\x12\"\n\x05state\x18\x08 \x01(\x0e\x32\x13.pareto.v1.JobState\x12\x0e\n\x06reason\x18\t \x01(\t\x12\x0f\n\x07percent\x18\n \x01(\x01\x12\x13\n\x0bvariant_ids\x18\x0b \x03(\t\x12\x10\n\x08\x61ttempts\x18\x0c \x01(\x03\x12.\n\ncreated_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x06search\x18\x10 \x01(\x0b\x32\x15.pareto.v1.SearchSpec\x1a/\n\rDatasetsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8d\x02\n\x08JobEvent\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x03\x12\"\n\x05state\x18\x03 \x01(\x0e\x32\x13.pareto.v1.JobState\x12\x0c\n\x04step\x18\x04 \x01(\t\x12\x0f\n\x07percent\x18\x05 \x01(\x01\x12\x0f\n\x07message\x18\x06 \x01(\t\x12\x31\n\x07metrics\x18\x07 \x03(\x0b\x32 .pareto.v1.JobEvent.MetricsEntry\x12(\n\x04time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x1b\n\rGetJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\" \n\x0fListJobsRequest\x12\r\n\x05model\x18\x01 \x01(\t\"0\n\x10ListJobsResponse\x12\x1c\n\x04jobs\x18\x01 \x03(\x0b\x32\x0e.pareto.v1.Job\"4\n\x0fWatchJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x15\n\rfrom_sequence\x18\x02 \x01(\x03\"\x1e\n\x10\x43\x61ncelJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\xdb\x01\n\x11SearchConstraints\x12\x1d\n\x10max_quality_drop\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x1b\n\x0emax_latency_ms\x18\x02 \x01(\x01H\x01\x88\x01\x01\x12\x1b\n\x0emax_size_bytes\x18\x03 \x01(\x03H\x02\x88\x01\x01\x12\x1d\n\x10max_memory_bytes\x18\x04 \x01(\x03H\x03\x88\x01\x01\x42\x13\n\x11_max_quality_dropB\x11\n\x0f_max_latency_msB\x11\n\x0f_max_size_bytesB\x13\n\x11_max_memory_bytes\"\xe7\x01\n\nSearchSpec\x12\x12\n\nobjectives\x18\x01 \x03(\t\x12\x12\n\nbatch_size\x18\x02 \x01(\x03\x12\x31\n\x0b\x63onstraints\x18\x03 \x01(\x0b\x32\x1c.pareto.v1.SearchConstraints\x12\x10\n\x08n_trials\x18\x04 \x01(\x03\x12\x11\n\ttimeout_s\x18\x05 \x01(\x01\x12\x12\n\ntechniques\x18\x06 \x03(\t\x12\x0f\n\x07sampler\x18\x07 \x01(\t\x12\x0c\n\x04seed\x18\x08 \x01(\x03\x12\x11\n\tmax_steps\x18\t \x01(\x03\x12\x13\n\x0bresume_from\x18\n \x01(\t\"-\n\x10GetSearchRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\"\xae\x01\n\x0cTrialMetrics\x12\x0f\n\x07quality\x18\x01 \x01(\x01\x12\x14\n\x0cquality_drop\x18\x02 \x01(\x01\x12\x16\n\x0elatency_p50_ms\x18\x03 \x01(\x01\x12\x16\n\x0elatency_p99_ms\x18\x04 \x01(\x01\x12\x12\n\nsize_bytes\x18\x05 \x01(\x03\x12\x1d\n\x15\x63ompressed_size_bytes\x18\x06 \x01(\x03\x12\x14\n\x0cmemory_bytes\x18\x07 \x01(\x03\"\xce\x03\n\x0bSearchTrial\x12\x0e\n\x06number\x18\x01 \x01(\x03\x12$\n\x05state\x18\x02 \x01(\x0e\x32\x15.pareto.v1.TrialState\x12\x0e\n\x06job_id\x18\x03 \x01(\t\x12!\n\x06recipe\x18\x04 \x01(\x0b\x32\x11.pareto.v1.Recipe\x12(\n\x07metrics\x18\x05 \x01(\x0b\x32\x17.pareto.v1.TrialMetrics\x12\'\n\x06parent\x18\x06 \x01(\x0b\x32\x17.pareto.v1.TrialMetrics\x12:\n\nobjectives\x18\x07 \x03(\x0b\x32&.pareto.v1.SearchTrial.ObjectivesEntry\x12\x10\n\x08\x66\x65\x61sible\x18\x08 \x01(\x08\x12\x12\n\nviolations\x18\t \x03(\t\x12\x10\n\x08\x66rontier\x18\n \x01(\x08\x12\x12\n\nvariant_id\x18\x0b \x01(\t\x12\x0f\n\x07message\x18\x0c \x01(\t\x12\x14\n\x0c\x63\x61\x63hed_steps\x18\r \x01(\x03\x12\x0f\n\x07seconds\x18\x0e \x01(\x01\x12\x10\n\x08standing\x18\x0f \x01(\t\x1a\x31\n\x0fObjectivesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x84\x04\n\x0cSearchResult\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\x03\x12\"\n\x05state\x18\x04 \x01(\x0e\x32\x13.pareto.v1.JobState\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12#\n\x04spec\x18\x06 \x01(\x0b\x32\x15.pareto.v1.SearchSpec\x12\x12\n\nstudy_name\x18\x07 \x01(\t\x12\x16\n\x0equality_metric\x18\x08 \x01(\t\x12\x12\n\nobjectives\x18\t \x03(\t\x12\x30\n\x0equality_budget\x18\n \x01(\x0b\x32\x18.pareto.v1.QualityBudget\x12\'\n\x06parent\x18\x0b \x01(\x0b\x32\x17.pareto.v1.TrialMetrics\x12&\n\x06trials\x18\x0c \x03(\x0b\x32\x16.pareto.v1.SearchTrial\x12\x10\n\x08\x66rontier\x18\r \x03(\x03\x12\x1e\n\x11recommended_trial\x18\x0e \x01(\x03H\x00\x88\x01\x01\x12\x1b\n\x13recommended_variant\x18\x0f \x01(\t\x12\x1a\n\rclosest_trial\x18\x10 \x01(\x03H\x01\x88\x01\x01\x12\x0f\n\x07message\x18\x11 \x01(\tB\x14\n\x12_recommended_trialB\x10\n\x0e_closest_trial*\x9a\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05*\x8c\x01\n\nTrialState\x12\x1b\n\x17TRIAL_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13TRIAL_STATE_RUNNING\x10\x01\x12\x18\n\x14TRIAL_STATE_COMPLETE\x10\x02\x12\x16\n\x12TRIAL_STATE_PRUNED\x10\x03\x12\x16\n\x12TRIAL_STATE_FAILED\x10\x04\x32\xfb\x02\n\nJobService\x12\x38\n\tCreateJob\x12\x1b.pareto.v1.CreateJobRequest\x1a\x0e.pareto.v1.Job\x12\x32\n\x06GetJob\x12\x18.pareto.v1.GetJobRequest\x1a\x0e.pareto.v1.Job\x12\x43\n\x08ListJobs\x12\x1a.pareto.v1.ListJobsRequest\x1a\x1b.pareto.v1.ListJobsResponse\x12=\n\x08WatchJob\x12\x1a.pareto.v1.WatchJobRequest\x1a\x13.pareto.v1.JobEvent0\x01\x12\x38\n\tCancelJob\x12\x1b.pareto.v1.CancelJobRequest\x1a\x0e.pareto.v1.Job\x12\x41\n\tGetSearch\x12\x1b.pareto.v1.GetSearchRequest\x1a\x17.pareto.v1.SearchResultb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,8 +39,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_JOB_DATASETSENTRY']._serialized_options = b'8\001'
   _globals['_JOBEVENT_METRICSENTRY']._loaded_options = None
   _globals['_JOBEVENT_METRICSENTRY']._serialized_options = b'8\001'
-  _globals['_JOBSTATE']._serialized_start=1827
-  _globals['_JOBSTATE']._serialized_end=1981
+  _globals['_SEARCHTRIAL_OBJECTIVESENTRY']._loaded_options = None
+  _globals['_SEARCHTRIAL_OBJECTIVESENTRY']._serialized_options = b'8\001'
+  _globals['_JOBSTATE']._serialized_start=3569
+  _globals['_JOBSTATE']._serialized_end=3723
+  _globals['_TRIALSTATE']._serialized_start=3726
+  _globals['_TRIALSTATE']._serialized_end=3866
   _globals['_RECIPESTEP']._serialized_start=98
   _globals['_RECIPESTEP']._serialized_end=170
   _globals['_RECIPE']._serialized_start=172
@@ -50,27 +54,41 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EVALUATIONSETTINGS']._serialized_start=424
   _globals['_EVALUATIONSETTINGS']._serialized_end=502
   _globals['_CREATEJOBREQUEST']._serialized_start=505
-  _globals['_CREATEJOBREQUEST']._serialized_end=808
-  _globals['_CREATEJOBREQUEST_DATASETSENTRY']._serialized_start=761
-  _globals['_CREATEJOBREQUEST_DATASETSENTRY']._serialized_end=808
-  _globals['_JOB']._serialized_start=811
-  _globals['_JOB']._serialized_end=1353
-  _globals['_JOB_DATASETSENTRY']._serialized_start=761
-  _globals['_JOB_DATASETSENTRY']._serialized_end=808
-  _globals['_JOBEVENT']._serialized_start=1356
-  _globals['_JOBEVENT']._serialized_end=1625
-  _globals['_JOBEVENT_METRICSENTRY']._serialized_start=1579
-  _globals['_JOBEVENT_METRICSENTRY']._serialized_end=1625
-  _globals['_GETJOBREQUEST']._serialized_start=1627
-  _globals['_GETJOBREQUEST']._serialized_end=1654
-  _globals['_LISTJOBSREQUEST']._serialized_start=1656
-  _globals['_LISTJOBSREQUEST']._serialized_end=1688
-  _globals['_LISTJOBSRESPONSE']._serialized_start=1690
-  _globals['_LISTJOBSRESPONSE']._serialized_end=1738
-  _globals['_WATCHJOBREQUEST']._serialized_start=1740
-  _globals['_WATCHJOBREQUEST']._serialized_end=1792
-  _globals['_CANCELJOBREQUEST']._serialized_start=1794
-  _globals['_CANCELJOBREQUEST']._serialized_end=1824
-  _globals['_JOBSERVICE']._serialized_start=1984
-  _globals['_JOBSERVICE']._serialized_end=2296
+  _globals['_CREATEJOBREQUEST']._serialized_end=847
+  _globals['_CREATEJOBREQUEST_DATASETSENTRY']._serialized_start=800
+  _globals['_CREATEJOBREQUEST_DATASETSENTRY']._serialized_end=847
+  _globals['_JOB']._serialized_start=850
+  _globals['_JOB']._serialized_end=1431
+  _globals['_JOB_DATASETSENTRY']._serialized_start=800
+  _globals['_JOB_DATASETSENTRY']._serialized_end=847
+  _globals['_JOBEVENT']._serialized_start=1434
+  _globals['_JOBEVENT']._serialized_end=1703
+  _globals['_JOBEVENT_METRICSENTRY']._serialized_start=1657
+  _globals['_JOBEVENT_METRICSENTRY']._serialized_end=1703
+  _globals['_GETJOBREQUEST']._serialized_start=1705
+  _globals['_GETJOBREQUEST']._serialized_end=1732
+  _globals['_LISTJOBSREQUEST']._serialized_start=1734
+  _globals['_LISTJOBSREQUEST']._serialized_end=1766
+  _globals['_LISTJOBSRESPONSE']._serialized_start=1768
+  _globals['_LISTJOBSRESPONSE']._serialized_end=1816
+  _globals['_WATCHJOBREQUEST']._serialized_start=1818
+  _globals['_WATCHJOBREQUEST']._serialized_end=1870
+  _globals['_CANCELJOBREQUEST']._serialized_start=1872
+  _globals['_CANCELJOBREQUEST']._serialized_end=1902
+  _globals['_SEARCHCONSTRAINTS']._serialized_start=1905
+  _globals['_SEARCHCONSTRAINTS']._serialized_end=2124
+  _globals['_SEARCHSPEC']._serialized_start=2127
+  _globals['_SEARCHSPEC']._serialized_end=2358
+  _globals['_GETSEARCHREQUEST']._serialized_start=2360
+  _globals['_GETSEARCHREQUEST']._serialized_end=2405
+  _globals['_TRIALMETRICS']._serialized_start=2408
+  _globals['_TRIALMETRICS']._serialized_end=2582
+  _globals['_SEARCHTRIAL']._serialized_start=2585
+  _globals['_SEARCHTRIAL']._serialized_end=3047
+  _globals['_SEARCHTRIAL_OBJECTIVESENTRY']._serialized_start=2998
+  _globals['_SEARCHTRIAL_OBJECTIVESENTRY']._serialized_end=3047
+  _globals['_SEARCHRESULT']._serialized_start=3050
+  _globals['_SEARCHRESULT']._serialized_end=3566
+  _globals['_JOBSERVICE']._serialized_start=3869
+  _globals['_JOBSERVICE']._serialized_end=4248
 # @@protoc_insertion_point(module_scope)

@@ -59,6 +59,11 @@ class JobServiceStub:
                 request_serializer=pareto_dot_v1_dot_jobs__pb2.CancelJobRequest.SerializeToString,
                 response_deserializer=pareto_dot_v1_dot_jobs__pb2.Job.FromString,
                 _registered_method=True)
+        self.GetSearch = channel.unary_unary(
+                '/pareto.v1.JobService/GetSearch',
+                request_serializer=pareto_dot_v1_dot_jobs__pb2.GetSearchRequest.SerializeToString,
+                response_deserializer=pareto_dot_v1_dot_jobs__pb2.SearchResult.FromString,
+                _registered_method=True)
 
 
 class JobServiceServicer:
@@ -95,6 +100,14 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetSearch(self, request, context):
+        """A search job's trials, its frontier and the recommended variant (by job id, or the
+        latest search of a model).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JobServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -122,6 +135,11 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.CancelJob,
                     request_deserializer=pareto_dot_v1_dot_jobs__pb2.CancelJobRequest.FromString,
                     response_serializer=pareto_dot_v1_dot_jobs__pb2.Job.SerializeToString,
+            ),
+            'GetSearch': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSearch,
+                    request_deserializer=pareto_dot_v1_dot_jobs__pb2.GetSearchRequest.FromString,
+                    response_serializer=pareto_dot_v1_dot_jobs__pb2.SearchResult.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -259,6 +277,33 @@ class JobService:
             '/pareto.v1.JobService/CancelJob',
             pareto_dot_v1_dot_jobs__pb2.CancelJobRequest.SerializeToString,
             pareto_dot_v1_dot_jobs__pb2.Job.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSearch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pareto.v1.JobService/GetSearch',
+            pareto_dot_v1_dot_jobs__pb2.GetSearchRequest.SerializeToString,
+            pareto_dot_v1_dot_jobs__pb2.SearchResult.FromString,
             options,
             channel_credentials,
             insecure,

@@ -41,6 +41,7 @@ _SERVICES: dict[str, dict[str, str]] = {
         "ListJobs": READ,
         "GetJob": READ,
         "WatchJob": READ,
+        "GetSearch": READ,
     },
     "pareto.v1.VariantService": {
         "DeleteVariant": ADMIN,

@@ -45,6 +45,8 @@ class JobRequest:
     datasets: Mapping[str, str] = field(default_factory=dict)
     quality_budget: Mapping[str, Any] = field(default_factory=dict)
     evaluation: Mapping[str, Any] = field(default_factory=dict)
+    # A search instead of recipes (pareto.v1.SearchSpec fields): service.search.create.
+    search: Mapping[str, Any] | None = None
 
 
 def new_job_id() -> str:

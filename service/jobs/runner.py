@@ -34,6 +34,7 @@ from service.jobs.variant_store import (
 from service.settings import Settings
 from service.store.blobs import BlobStore
 from service.store.bundles import find_onnx
+from service.store.open import open_repository
 from service.store.records import (
     JOB_FAILED,
     JOB_RUNNING,
@@ -60,11 +61,17 @@ def run_job(
 ) -> None:
     """Run job `job_id` to a final state (unless cancelled or stopped meanwhile)."""
     blobs = BlobStore(data_dir)
-    repo = SqliteRepository(data_dir / "metadata.db")
+    repo = open_repository(settings, data_dir)
     try:
         job = repo.get_job(job_id)
         if job.state != JOB_RUNNING:
             log.info("job %s is %s, not RUNNING: nothing to do", job_id, job.state)
+            return
+        search = repo.get_search(job_id)
+        if search is not None:  # a search explores recipes itself (service/search/)
+            from service.search.run import SearchRun
+
+            SearchRun(repo, blobs, job, search.spec, settings, is_cancelled).run()
             return
         JobRun(repo, blobs, job, settings, is_cancelled).run()
     finally:
@@ -78,6 +85,47 @@ def parent_artifact(blobs: BlobStore, model: ModelRecord) -> Artifact:
     else:
         path = blobs.path(model.sha256)
     return Artifact(path, ARTIFACT_FORMATS[model.format], model.signature)
+
+
+def load_job_inputs(
+    repo: Any, blobs: BlobStore, job: JobRecord
+) -> tuple[Artifact, dict[str, Dataset], str]:
+    """(the parent artifact, the job's datasets by role, the parent's sha256)."""
+    from service.datasets import load_dataset
+
+    model = repo.get_model(job.model, job.model_version)
+    datasets = {
+        role: load_dataset(blobs, repo.get_dataset(name)) for role, name in job.datasets.items()
+    }
+    return parent_artifact(blobs, model), datasets, model.sha256
+
+
+def job_evaluation_settings(
+    repo: Any,
+    blobs: BlobStore,
+    job: JobRecord,
+    settings: Settings,
+    parent: tuple[Artifact, str],
+    measure_memory: bool | None = None,
+) -> EvaluationSettings:
+    """The job's evaluation settings. A runtime that builds what it runs (e.g. an int8
+    .tflite) goes through the server's artifact cache, calibrated on the job's own
+    calibration dataset. `parent`: (its artifact, its sha256)."""
+    from service import runtime_prep
+
+    name = job.datasets.get("calibration")
+    calibration = None
+    if name:
+        calibration = (name, blobs.path(repo.get_dataset(name).sha256))
+    parent_artifact_, parent_sha256 = parent
+
+    def sha256(artifact: Artifact) -> str:
+        same = Path(artifact.path) == Path(parent_artifact_.path)
+        return parent_sha256 if same else file_sha256(Path(artifact.path))
+
+    prepare = runtime_prep.job_preparer(blobs.root, settings.runtime_options, calibration, sha256)
+    memory = settings.measure_memory if measure_memory is None else measure_memory
+    return evaluation_settings(job.evaluation, settings.job_threads, memory, prepare)
 
 
 def _unpacked_dir(blobs: BlobStore, sha256: str) -> Path:
@@ -131,15 +179,8 @@ class JobRun:
         return [v for v in self.repo.list_variants(self.job.model) if v.job_id == self.job.id]
 
     def _load_inputs(self) -> tuple[Artifact, dict[str, Dataset]]:
-        from service.datasets import load_dataset
-
-        model = self.repo.get_model(self.job.model, self.job.model_version)
-        self.parent_sha256 = model.sha256
-        datasets = {
-            role: load_dataset(self.blobs, self.repo.get_dataset(name))
-            for role, name in self.job.datasets.items()
-        }
-        return parent_artifact(self.blobs, model), datasets
+        parent, datasets, self.parent_sha256 = load_job_inputs(self.repo, self.blobs, self.job)
+        return parent, datasets
 
     # -- recipes -------------------------------------------------------------------------
 
@@ -267,24 +308,8 @@ class JobRun:
                 self._store(p, (metrics, parent_m), (ok, reason))
 
     def _evaluation_settings(self, parent: Artifact) -> EvaluationSettings:
-        """Settings whose runtime builds (e.g. an int8 .tflite) go through the server's
-        artifact cache, calibrated on the job's own calibration dataset."""
-        from service import runtime_prep
-
-        name = self.job.datasets.get("calibration")
-        calibration = None
-        if name:
-            calibration = (name, self.blobs.path(self.repo.get_dataset(name).sha256))
-
-        def sha256(artifact: Artifact) -> str:
-            same = Path(artifact.path) == Path(parent.path)
-            return self.parent_sha256 if same else file_sha256(Path(artifact.path))
-
-        prepare = runtime_prep.job_preparer(
-            self.blobs.root, self.settings.runtime_options, calibration, sha256
-        )
-        return evaluation_settings(
-            self.job.evaluation, self.settings.job_threads, self.settings.measure_memory, prepare
+        return job_evaluation_settings(
+            self.repo, self.blobs, self.job, self.settings, (parent, self.parent_sha256)
         )
 
     def _measurable(

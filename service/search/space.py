@@ -1,0 +1,220 @@
+"""The search space: which chains of techniques a trial may run, and their parameters.
+
+A trial first picks a *chain* (one categorical parameter, e.g. "prune.structured+
+quantize.static"), then the parameters of each technique in it, named
+"<technique>.<field>" (a conditional space: a parameter exists only in trials whose chain
+uses its technique). Chains run a *reducing* technique (fewer channels, weights, ranks or
+distinct values, or a smaller student) before a *quantizing* one, never the reverse: a
+quantized graph cannot be pruned or factorized.
+
+What is searched is what changes size, speed and quality: sparsity, rank energy, cluster
+count, student width, bits and calibration method, per-channel scales, QDQ vs QOperator,
+how many layers stay float32. What is not (fine-tuning epochs, learning rates) is fixed
+here, small, and used only where the datasets allow it.
+
+`trial` is anything with Optuna's `suggest_categorical/suggest_float/suggest_int`, so this
+module imports no Optuna and is unit-tested with a fake.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from compressors.base import ROLE_CALIBRATION, ROLE_EVALUATION, ROLE_TRAINING
+
+REDUCING = (
+    "prune.structured",
+    "prune.magnitude",
+    "low_rank.svd",
+    "cluster.kmeans",
+    "distill.knowledge",
+)
+QUANTIZING = ("quantize.dynamic", "quantize.static", "quantize.accuracy_aware", "convert.fp16")
+SEARCHABLE = REDUCING + QUANTIZING
+CHAIN_SEPARATOR = "+"
+
+FINETUNE_EPOCHS = 5  # structured pruning recovers with a short fine-tuning (labels needed)
+MAGNITUDE_FINETUNE_EPOCHS = 3
+DISTILL_EPOCHS = 10
+KMEANS_CLUSTERS = (4, 8, 16, 32, 64)
+
+
+class TrialLike(Protocol):
+    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any: ...
+
+    def suggest_float(
+        self, name: str, low: float, high: float, *, step: float | None = None, log: bool = False
+    ) -> float: ...
+
+    def suggest_int(self, name: str, low: int, high: int) -> int: ...
+
+
+@dataclass(frozen=True)
+class SpaceContext:
+    """What the datasets allow: fine-tuning needs labels, calibration needs its dataset."""
+
+    roles: frozenset[str]
+    labeled_training: bool
+    seed: int = 0
+
+
+def needs(technique: str, ctx: SpaceContext) -> str | None:
+    """None when `technique` can run with these datasets, else what is missing."""
+    if technique == "quantize.static" and ROLE_CALIBRATION not in ctx.roles:
+        return "needs a calibration dataset (datasets.calibration)"
+    if technique == "distill.knowledge" and ROLE_TRAINING not in ctx.roles:
+        return "needs a training dataset (datasets.training)"
+    if technique == "quantize.accuracy_aware" and not (
+        {ROLE_EVALUATION, ROLE_CALIBRATION} & ctx.roles
+    ):
+        return "needs an evaluation or calibration dataset to measure sensitivity"
+    return None
+
+
+def _structured(trial: TrialLike, ctx: SpaceContext) -> dict[str, Any]:
+    epochs = FINETUNE_EPOCHS if ctx.labeled_training else 0
+    ratio = trial.suggest_float("prune.structured.ratio", 0.2, 0.75, step=0.05)
+    return {"ratio": round(ratio, 2), "finetune_epochs": epochs}
+
+
+def _magnitude(trial: TrialLike, ctx: SpaceContext) -> dict[str, Any]:
+    epochs = MAGNITUDE_FINETUNE_EPOCHS if ctx.labeled_training else 0
+    sparsity = trial.suggest_float("prune.magnitude.sparsity", 0.3, 0.95, step=0.05)
+    scope = trial.suggest_categorical("prune.magnitude.scope", ["global", "per_layer"])
+    return {"sparsity": round(sparsity, 2), "scope": scope, "finetune_epochs": epochs}
+
+
+def _svd(trial: TrialLike, ctx: SpaceContext) -> dict[str, Any]:
+    # the energy left out, on a log scale: 0.1% .. 40% (transformers only survive the
+    # smallest cuts, small CNNs a few percent)
+    dropped = trial.suggest_float("low_rank.svd.dropped_energy", 0.001, 0.4, log=True)
+    return {"energy": round(1.0 - dropped, 4)}
+
+
+def _kmeans(trial: TrialLike, ctx: SpaceContext) -> dict[str, Any]:
+    clusters = trial.suggest_categorical("cluster.kmeans.clusters", list(KMEANS_CLUSTERS))
+    return {"clusters": int(clusters), "seed": ctx.seed}
+
+
+def _distill(trial: TrialLike, ctx: SpaceContext) -> dict[str, Any]:
+    width = trial.suggest_float("distill.knowledge.width", 0.25, 0.75, step=0.05)
+    return {"width": round(width, 2), "epochs": DISTILL_EPOCHS}
+
+
+def _dynamic(trial: TrialLike, ctx: SpaceContext) -> dict[str, Any]:
+    per_channel = trial.suggest_categorical("quantize.dynamic.per_channel", [True, False])
+    return {"per_channel": bool(per_channel)}
+
+
+def _static(trial: TrialLike, ctx: SpaceContext) -> dict[str, Any]:
+    method = trial.suggest_categorical(
+        "quantize.static.method", ["minmax", "entropy", "percentile"]
+    )
+    per_channel = trial.suggest_categorical("quantize.static.per_channel", [True, False])
+    fmt = trial.suggest_categorical("quantize.static.format", ["qdq", "qoperator"])
+    return {"method": method, "per_channel": bool(per_channel), "format": fmt}
+
+
+def _accuracy_aware(trial: TrialLike, ctx: SpaceContext) -> dict[str, Any]:
+    bases = ["dynamic", "static"] if ROLE_CALIBRATION in ctx.roles else ["dynamic"]
+    base = trial.suggest_categorical("quantize.accuracy_aware.base", bases)
+    fp32 = trial.suggest_int("quantize.accuracy_aware.max_fp32_nodes", 1, 8)
+    return {"base": base, "max_fp32_nodes": int(fp32)}
+
+
+def _fp16(trial: TrialLike, ctx: SpaceContext) -> dict[str, Any]:
+    return {"keep_io_types": True}
+
+
+SAMPLERS: dict[str, Callable[[TrialLike, SpaceContext], dict[str, Any]]] = {
+    "prune.structured": _structured,
+    "prune.magnitude": _magnitude,
+    "low_rank.svd": _svd,
+    "cluster.kmeans": _kmeans,
+    "distill.knowledge": _distill,
+    "quantize.dynamic": _dynamic,
+    "quantize.static": _static,
+    "quantize.accuracy_aware": _accuracy_aware,
+    "convert.fp16": _fp16,
+}
+
+
+class _Defaults:
+    """A trial stand-in answering every suggestion with a typical value (for CreateJob's
+    checks of a technique against the job, which need one concrete config)."""
+
+    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
+        return choices[0]
+
+    def suggest_float(
+        self, name: str, low: float, high: float, *, step: float | None = None, log: bool = False
+    ) -> float:
+        return (low + high) / 2
+
+    def suggest_int(self, name: str, low: int, high: int) -> int:
+        return low
+
+
+def typical_config(technique: str, ctx: SpaceContext) -> dict[str, Any]:
+    return SAMPLERS[technique](_Defaults(), ctx)
+
+
+# The first guess at each technique alone: what a user tries first. A fresh study starts
+# with these (as far as the budget allows, quantizers first), then the sampler takes over.
+FIRST_GUESSES: dict[str, dict[str, Any]] = {
+    "quantize.dynamic": {"quantize.dynamic.per_channel": True},
+    "quantize.static": {
+        "quantize.static.method": "minmax",
+        "quantize.static.per_channel": True,
+        "quantize.static.format": "qdq",
+    },
+    "convert.fp16": {},
+    "quantize.accuracy_aware": {
+        "quantize.accuracy_aware.base": "dynamic",
+        "quantize.accuracy_aware.max_fp32_nodes": 4,
+    },
+    "prune.structured": {"prune.structured.ratio": 0.5},
+    "prune.magnitude": {"prune.magnitude.sparsity": 0.5, "prune.magnitude.scope": "global"},
+    "low_rank.svd": {"low_rank.svd.dropped_energy": 0.05},
+    "cluster.kmeans": {"cluster.kmeans.clusters": 16},
+    "distill.knowledge": {"distill.knowledge.width": 0.5},
+}
+
+
+def first_guesses(options: Sequence[str], budget: int) -> list[dict[str, Any]]:
+    """Trial parameters of each single-technique chain at its first guess, quantizers
+    first, at most half the trial budget."""
+    singles = [t for t in (*QUANTIZING, *REDUCING) if t in options]
+    return [{"chain": t, **FIRST_GUESSES[t]} for t in singles[: max(0, budget // 2)]]
+
+
+def chains(techniques: Sequence[str], max_steps: int) -> list[str]:
+    """Every chain of the allowed techniques: single steps, then reduce+quantize pairs."""
+    allowed = [t for t in SEARCHABLE if t in techniques]
+    found = list(allowed)
+    if max_steps >= 2:
+        reducing = [t for t in allowed if t in REDUCING]
+        quantizing = [t for t in allowed if t in QUANTIZING]
+        found += [f"{r}{CHAIN_SEPARATOR}{q}" for r in reducing for q in quantizing]
+    return found
+
+
+def sample_steps(
+    trial: TrialLike, options: Sequence[str], ctx: SpaceContext
+) -> tuple[str, list[dict[str, Any]]]:
+    """(chain, recipe steps) for one trial."""
+    chain = str(trial.suggest_categorical("chain", list(options)))
+    steps = [
+        {"technique": technique, "config": SAMPLERS[technique](trial, ctx)}
+        for technique in chain.split(CHAIN_SEPARATOR)
+    ]
+    return chain, steps
+
+
+def space_context(roles: Mapping[str, bool], seed: int) -> SpaceContext:
+    """`roles`: role -> whether that dataset has labels."""
+    return SpaceContext(
+        roles=frozenset(roles), labeled_training=bool(roles.get(ROLE_TRAINING)), seed=seed
+    )
