@@ -23,7 +23,11 @@ from service.server import SERVICE_NAMES
 from service.settings import Settings
 
 K8S_VERSION = "1.37.0"
-OVERLAYS = ("cpu", "gpu")
+OVERLAYS = ("cpu", "gpu", "cluster")
+IMAGE_TAGS = {"cpu": "0.1.0-cpu", "gpu": "0.1.0-gpu", "cluster": "0.1.0-cpu"}
+# The port the kubelet probes: the main gRPC port, or the plaintext health-only port where
+# the main one speaks TLS (the kubelet's gRPC probes cannot).
+PROBE_PORTS = {"cpu": 8001, "gpu": 8001, "cluster": 8003}
 CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
 
 
@@ -214,11 +218,11 @@ def containers(deployment: dict) -> list[dict]:
 
 
 def test_probes_are_native_grpc_on_services_the_server_registers(rendered):
-    _, docs = rendered
+    overlay, docs = rendered
     gateway = containers(objects(docs, "Deployment")["pareto-gateway"])[0]
     for kind in ("startupProbe", "livenessProbe", "readinessProbe"):
         probe = gateway[kind]["grpc"]
-        assert probe["port"] == 8001
+        assert probe["port"] == PROBE_PORTS[overlay]
         assert probe.get("service", "") in {"", *SERVICE_NAMES}
     assert gateway["readinessProbe"]["grpc"]["service"] == "inference.GRPCInferenceService"
 
@@ -248,8 +252,9 @@ def test_container_args_are_a_real_pareto_command():
     assert "serve" in cli.commands
 
 
-def test_single_gateway_on_the_sqlite_store(rendered):
-    _, docs = rendered
+@pytest.mark.parametrize("overlay", ["cpu", "gpu"])  # cluster: test_cluster_overlay_...
+def test_single_gateway_on_the_sqlite_store(overlay):
+    docs = render(overlay)
     deployments = objects(docs, "Deployment")
     gateway, worker = deployments["pareto-gateway"], deployments["pareto-worker"]
     assert gateway["spec"]["replicas"] == 1
@@ -263,7 +268,7 @@ def test_single_gateway_on_the_sqlite_store(rendered):
 
 
 def test_selectors_pick_the_right_pods(rendered):
-    _, docs = rendered
+    overlay, docs = rendered
     deployments = objects(docs, "Deployment")
     gateway_labels = deployments["pareto-gateway"]["spec"]["template"]["metadata"]["labels"]
     worker_labels = deployments["pareto-worker"]["spec"]["template"]["metadata"]["labels"]
@@ -282,13 +287,13 @@ def test_selectors_pick_the_right_pods(rendered):
     allowed = {
         p["port"] for rule in policies["pareto-gateway"]["spec"]["ingress"] for p in rule["ports"]
     }
-    assert allowed == {8001, 8002}
+    assert allowed == {8001, 8002, PROBE_PORTS[overlay]}
 
 
 def test_overlays_pick_the_image_and_the_gpu(rendered):
     overlay, docs = rendered
     for deployment in objects(docs, "Deployment").values():
-        assert containers(deployment)[0]["image"] == f"pareto:0.1.0-{overlay}"
+        assert containers(deployment)[0]["image"] == f"pareto:{IMAGE_TAGS[overlay]}"
     gateway = objects(docs, "Deployment")["pareto-gateway"]
     limits = containers(gateway)[0]["resources"]["limits"]
     tolerations = gateway["spec"]["template"]["spec"].get("tolerations", [])
@@ -299,3 +304,33 @@ def test_overlays_pick_the_image_and_the_gpu(rendered):
         )
     else:
         assert "nvidia.com/gpu" not in limits and not tolerations
+
+
+def env_of(container: dict) -> dict[str, dict]:
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+def test_cluster_overlay_shares_state():
+    docs = render("cluster")
+    deployments = objects(docs, "Deployment")
+    gateway, worker = deployments["pareto-gateway"], deployments["pareto-worker"]
+    assert gateway["spec"]["replicas"] > 1 and worker["spec"]["replicas"] > 1
+    assert gateway["spec"]["strategy"]["type"] == "RollingUpdate"
+    (pvc,) = objects(docs, "PersistentVolumeClaim").values()
+    assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
+    (hpa,) = objects(docs, "HorizontalPodAutoscaler").values()
+    assert hpa["spec"]["maxReplicas"] > hpa["spec"]["minReplicas"] > 1
+    for deployment in (gateway, worker):
+        container = containers(deployment)[0]
+        env = env_of(container)
+        assert env["PARETO_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["name"] == "pareto-database"
+        assert env["PARETO_REPLICA_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+        assert env["PARETO_HEALTH_PORT"]["value"] == "8003"
+        tls_dir = {m["mountPath"] for m in container["volumeMounts"] if m["name"] == "tls"}
+        assert env["PARETO_TLS_CERT_FILE"]["value"].startswith(f"{tls_dir.pop()}/")
+        for kind in ("startupProbe", "livenessProbe"):
+            assert container[kind]["grpc"]["port"] == 8003
+    assert env_of(containers(gateway)[0])["PARETO_JOB_CONCURRENCY"]["value"] == "0"
+    for policy in objects(docs, "NetworkPolicy").values():
+        egress_ports = {p["port"] for rule in policy["spec"]["egress"] for p in rule["ports"]}
+        assert 5432 in egress_ports
