@@ -118,8 +118,8 @@ def report(
     as_json: bool,
     server: str,
 ) -> None:
-    """Compare the targets of deployment NAME from the server's counters; when NAME has
-    no deployment (or with --frontier, --search, --plot), show model NAME's search
+    """Report on NAME: a deployment's targets compared from the server's counters, or
+    (when NAME has no deployment, or with --frontier, --search, --plot) model NAME's search
     frontier: trials, measurements, the recommended variant."""
     from pareto_cli.search import get_search, show_result
 
