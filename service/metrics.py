@@ -158,7 +158,8 @@ ROLLBACKS = Counter(
 JOBS = Gauge(
     "pareto_jobs",
     "Compression jobs in the store by state (QUEUED, RUNNING, SUCCEEDED, FAILED, "
-    "CANCELLED), counted by the gateway's job scheduler every few seconds.",
+    "CANCELLED), counted by the gateway's job scheduler every few seconds. With a shared "
+    "database every replica reports the same cluster-wide counts: aggregate with max.",
     ("state",),
 )
 UPLOADS = Counter(
