@@ -52,6 +52,11 @@ class Cancelled(ParetoError):
     code = grpc.StatusCode.CANCELLED
 
 
+class JobFenced(Cancelled):
+    """A worker's job was taken from its replica (re-queued or run again elsewhere): the
+    worker stops like a cancelled one and writes nothing more (see SqlModels.fence)."""
+
+
 class DeadlineExceeded(ParetoError):
     code = grpc.StatusCode.DEADLINE_EXCEEDED
 

@@ -67,6 +67,7 @@ def run_job(
         if job.state != JOB_RUNNING:
             log.info("job %s is %s, not RUNNING: nothing to do", job_id, job.state)
             return
+        repo.fence(job.id, job.attempts)  # writes stop if another replica takes the job
         search = repo.get_search(job_id)
         if search is not None:  # a search explores recipes itself (service/search/)
             from service.search.run import SearchRun

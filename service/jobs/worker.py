@@ -68,10 +68,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=settings.log_level, format=f"%(asctime)s {args.job_id} %(levelname)s %(message)s"
     )
+    from service.errors import JobFenced
     from service.jobs.runner import run_job
 
     try:
         run_job(args.data_dir, args.job_id, settings, cancelled.is_set)
+    except JobFenced as exc:  # another replica runs the job now: leave it alone
+        log.warning("job %s: %s; stopping", args.job_id, exc)
+        return 0
     except Exception as exc:
         log.exception("job %s: unexpected error", args.job_id)
         _fail(settings, args.data_dir, args.job_id, f"internal error in the worker: {exc!r}")

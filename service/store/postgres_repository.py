@@ -129,6 +129,7 @@ class PostgresRepository(
         with self._unavailable(), self._pool.connection() as conn, conn.transaction():
             if serialized:
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK_KEY,))
+            self._check_fence(PgConnection(conn))
             yield PgConnection(conn)
         self.write_generation += 1
 

@@ -15,7 +15,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from runtimes.base import Signature
-from service.errors import AlreadyExists, InvalidArgument, NotFound
+from service.errors import AlreadyExists, InvalidArgument, JobFenced, NotFound
+from service.store.records import JOB_QUEUED
 from service.store.repository import FORMATS, ModelRecord, ModelRepository
 from service.store.sql_types import Connection
 from service.store.sqlite_codec import specs_from_json, specs_to_json
@@ -59,6 +60,26 @@ class SqlModels(ModelRepository):
     # Bumped by `_tx` after each committed write of THIS object: a cache of what it read
     # (service/servables.py) sees that a local write happened since it filled.
     write_generation: int = 0
+    _fence: tuple[str, int] | None = None
+
+    def fence(self, job_id: str, attempt: int) -> None:
+        """Make every later write through this object conditional on job `job_id` still
+        being in run `attempt`: neither re-queued (its replica lost the lease) nor claimed
+        again. A job worker fences its repository, so a worker whose replica stalled past
+        its lease changes nothing once another replica has the job (JobFenced)."""
+        self._fence = (job_id, attempt)
+
+    def _check_fence(self, c: Connection) -> None:
+        """Inside a write transaction. Re-queuing and claiming write under the same write
+        serialization (BEGIN IMMEDIATE; the PostgreSQL advisory lock, or a claim's row lock
+        after the re-queue committed), so what this reads holds until the commit."""
+        if self._fence is None:
+            return
+        job_id, attempt = self._fence
+        row = c.execute("SELECT attempts, state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None or row[0] != attempt or row[1] == JOB_QUEUED:
+            found = "gone" if row is None else f"{row[1]} in run {row[0]}"
+            raise JobFenced(f"job {job_id} is no longer this worker's run {attempt} ({found})")
 
     def add_model(self, record: ModelRecord, new_version: bool) -> ModelRecord:
         if record.format not in FORMATS:

@@ -94,6 +94,7 @@ class SqliteRepository(
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
+                self._check_fence(self._conn)
                 yield self._conn
             except BaseException:
                 self._conn.execute("ROLLBACK")

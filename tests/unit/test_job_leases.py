@@ -154,3 +154,39 @@ def test_job_records_keep_their_new_fields(backend):
     created = a.create_job(given)
     assert (created.owner, created.heartbeat_at) == ("", None)  # a new job is nobody's
     assert a.get_job("job-1") == created
+
+
+def test_a_fenced_worker_writes_nothing_once_its_job_was_taken(backend):
+    """A worker's repository is fenced to its run: after its replica lost the job (re-queued,
+    then claimed again elsewhere), its events, variants and final state are refused."""
+    from service.errors import JobFenced
+    from service.store.records import JobEvent
+
+    a, b, worker = backend.open(), backend.open(), backend.open()
+    a.create_job(job("job-1"))
+    claimed = a.claim_next_job("replica-a")
+    worker.fence("job-1", claimed.attempts)
+    worker.add_event(JobEvent("job-1", 0, JOB_RUNNING, "step", 10.0, "still ours"))
+    expire()
+    b.requeue_expired_jobs(max_attempts=2, lease_s=LEASE_S)
+    with pytest.raises(JobFenced, match="QUEUED in run 1"):  # re-queued, not yet claimed
+        worker.update_job("job-1", percent=50.0)
+    b.claim_next_job("replica-b")
+    events_before = b.list_events("job-1")
+    with pytest.raises(JobFenced, match="RUNNING in run 2"):
+        worker.update_job("job-1", state=JOB_SUCCEEDED)
+    with pytest.raises(JobFenced):
+        worker.add_event(JobEvent("job-1", 0, JOB_RUNNING, "step", 90.0, "stale"))
+    now_ = b.get_job("job-1")
+    assert (now_.state, now_.owner, now_.attempts, now_.percent) == (
+        JOB_RUNNING,
+        "replica-b",
+        2,
+        0.0,
+    )
+    assert b.list_events("job-1") == events_before
+    # the current run's worker, fenced to run 2, writes as usual, its final state included
+    current = backend.open()
+    current.fence("job-1", 2)
+    assert current.update_job("job-1", state=JOB_SUCCEEDED).state == JOB_SUCCEEDED
+    current.add_event(JobEvent("job-1", 0, JOB_SUCCEEDED, "", 100.0, "done"))
