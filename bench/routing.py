@@ -162,9 +162,10 @@ def end_to_end(args: argparse.Namespace) -> dict[str, Any]:
         "sides": sides,
         "p50_overhead_ms": paired(rounds["single model"], two)["p50_diff_ms"],
         "p50_split_cost_ms": paired(rounds["one-target endpoint"], two)["p50_diff_ms"],
-        "note": "single model = plain serving, which resolves the name in SQLite on every "
-        "request; endpoints use their in-memory routing table, hence a negative overhead "
-        "is possible. The split cost compares two endpoints that differ only in the choice.",
+        "note": "single model = plain serving (its name resolved through the server's "
+        "short resolution cache, PARETO_RESOLVE_CACHE_S); an endpoint adds its routing table "
+        "and per-target statistics. The split cost compares two endpoints that differ only "
+        "in the choice.",
     }
 
 
