@@ -22,18 +22,15 @@ from compressors.base import FORMAT_ONNX, Artifact, Dataset, StepContext
 from compressors.pipeline import Step, parse_steps, run_recipe
 from service.errors import Cancelled, FailedPrecondition, Internal, ParetoError
 from service.jobs.checkpoints import remove_checkpoints, step_checkpoints
-from service.jobs.create import ARTIFACT_FORMATS
 from service.jobs.events import JobProgress, finish_job
+from service.jobs.job_inputs import job_evaluation_settings, load_job_inputs, parent_artifact
 from service.jobs.variant_store import (
     Produced,
-    evaluation_settings,
-    file_sha256,
     measure,
     store_variant,
 )
 from service.settings import Settings
 from service.store.blobs import BlobStore
-from service.store.bundles import find_onnx
 from service.store.open import open_repository
 from service.store.records import (
     JOB_FAILED,
@@ -43,7 +40,6 @@ from service.store.records import (
     RecipeSpec,
     VariantRecord,
 )
-from service.store.repository import FORMAT_ONNX_BUNDLE, ModelRecord
 from service.store.sqlite_repository import SqliteRepository
 
 if TYPE_CHECKING:
@@ -77,64 +73,6 @@ def run_job(
         JobRun(repo, blobs, job, settings, is_cancelled).run()
     finally:
         repo.close()
-
-
-def parent_artifact(blobs: BlobStore, model: ModelRecord) -> Artifact:
-    """The uploaded model as the first step's input (a bundle's .onnx, beside its data)."""
-    if model.format == FORMAT_ONNX_BUNDLE:
-        path = find_onnx(_unpacked_dir(blobs, model.sha256))
-    else:
-        path = blobs.path(model.sha256)
-    return Artifact(path, ARTIFACT_FORMATS[model.format], model.signature)
-
-
-def load_job_inputs(
-    repo: Any, blobs: BlobStore, job: JobRecord
-) -> tuple[Artifact, dict[str, Dataset], str]:
-    """(the parent artifact, the job's datasets by role, the parent's sha256)."""
-    from service.datasets import load_dataset
-
-    model = repo.get_model(job.model, job.model_version)
-    datasets = {
-        role: load_dataset(blobs, repo.get_dataset(name)) for role, name in job.datasets.items()
-    }
-    return parent_artifact(blobs, model), datasets, model.sha256
-
-
-def job_evaluation_settings(
-    repo: Any,
-    blobs: BlobStore,
-    job: JobRecord,
-    settings: Settings,
-    parent: tuple[Artifact, str],
-    measure_memory: bool | None = None,
-) -> EvaluationSettings:
-    """The job's evaluation settings. A runtime that builds what it runs (e.g. an int8
-    .tflite) goes through the server's artifact cache, calibrated on the job's own
-    calibration dataset. `parent`: (its artifact, its sha256)."""
-    from service import runtime_prep
-
-    name = job.datasets.get("calibration")
-    calibration = None
-    if name:
-        calibration = (name, blobs.path(repo.get_dataset(name).sha256))
-    parent_artifact_, parent_sha256 = parent
-
-    def sha256(artifact: Artifact) -> str:
-        same = Path(artifact.path) == Path(parent_artifact_.path)
-        return parent_sha256 if same else file_sha256(Path(artifact.path))
-
-    prepare = runtime_prep.job_preparer(blobs.root, settings.runtime_options, calibration, sha256)
-    memory = settings.measure_memory if measure_memory is None else measure_memory
-    return evaluation_settings(job.evaluation, settings.job_threads, memory, prepare)
-
-
-def _unpacked_dir(blobs: BlobStore, sha256: str) -> Path:
-    """The server may extract the same bundle at the same moment: the loser retries."""
-    try:
-        return blobs.unpacked_dir(sha256)
-    except OSError:
-        return blobs.unpacked_dir(sha256)
 
 
 class JobRun:

@@ -23,7 +23,7 @@ from typing import Any
 
 from service.errors import Cancelled, FailedPrecondition, ParetoError
 from service.jobs.events import JobProgress, finish_job
-from service.jobs.runner import job_evaluation_settings, load_job_inputs, parent_artifact
+from service.jobs.job_inputs import job_evaluation_settings, load_job_inputs, parent_artifact
 from service.search import space
 from service.search.result import build_result, trial_line
 from service.search.spec import uses_memory
