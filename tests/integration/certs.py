@@ -88,3 +88,16 @@ def make_leaf(directory: Path, ca: Pem, name: str, server: bool) -> Pem:
         names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
         builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
     return _write(directory, name, builder.sign(ca_key, hashes.SHA256()), key)
+
+
+def make_pki(directory: Path) -> dict[str, Pem]:
+    """The tests' certificates: a CA and another CA, a server (localhost) and a client
+    certificate signed by the first, and a "stranger" client signed by the other."""
+    ca, other_ca = make_ca(directory, "ca"), make_ca(directory, "other-ca")
+    return {
+        "ca": ca,
+        "other_ca": other_ca,
+        "server": make_leaf(directory, ca, "server", server=True),
+        "client": make_leaf(directory, ca, "client", server=False),
+        "stranger": make_leaf(directory, other_ca, "stranger", server=False),
+    }

@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -132,26 +133,40 @@ def test_two_replicas_share_the_store_and_survive_a_kill_9(replicas, postgres_ur
         repo.close()
 
 
-def test_a_replica_whose_job_was_requeued_meanwhile_stops_its_worker(tmp_path, postgres_url):
-    """Fencing: replica a stalls past its lease (simulated by another replica re-queuing
-    the job with a tiny lease); a's next renewal finds the job no longer its own and stops
-    the worker instead of letting two runs of one job go on."""
+@contextmanager
+def replica_a_running_a_slow_job(
+    tmp_path: Path, postgres_url: str, lease_s: float
+) -> Iterator[tuple[ParetoClient, jobs_pb2.Job, int]]:
+    """Replica "replica-a" as a gateway in this process, running a 30 s job on the tiny
+    model: (a client of it, the job, its worker's pid). The gateway stops on exit."""
     import tests.job_techniques  # noqa: F401  (the test.* techniques in this process)
     from service.server import GatewayServer
-    from tests.integration.test_jobs import job_settings, wait_for
+    from tests.integration.test_jobs import job_settings
 
     settings = job_settings(
-        tmp_path / "data", database_url=postgres_url, replica_id="replica-a", job_lease_s=30.0
+        tmp_path / "data", database_url=postgres_url, replica_id="replica-a", job_lease_s=lease_s
     )
     gateway = GatewayServer(settings)
     gateway.start()
-    other = PostgresRepository(postgres_url)
     try:
         with ParetoClient(f"127.0.0.1:{gateway.port}") as client:
             client.models.UploadModel(iter(upload_messages("tiny", tiny_model_bytes())))
             pid_file = tmp_path / "worker.pid"
             job = create_job(client, slow_recipe(30.0, pid_file), model="tiny")
-            first = pid_of(pid_file)
+            yield client, job, pid_of(pid_file)
+    finally:
+        gateway.stop(grace=1.0)
+
+
+def test_a_replica_whose_job_was_requeued_meanwhile_stops_its_worker(tmp_path, postgres_url):
+    """Fencing: replica a stalls past its lease (simulated by another replica re-queuing
+    the job with a tiny lease); a's next renewal finds the job no longer its own and stops
+    the worker instead of letting two runs of one job go on."""
+    from tests.integration.test_jobs import wait_for
+
+    other = PostgresRepository(postgres_url)
+    try:
+        with replica_a_running_a_slow_job(tmp_path, postgres_url, 30.0) as (client, job, first):
             (requeued,) = other.requeue_expired_jobs(max_attempts=5, lease_s=0.0)
             assert (requeued.id, requeued.owner) == (job.id, "replica-a")
             wait_for(lambda: is_gone(first), "the fenced worker to stop", timeout_s=20)
@@ -162,29 +177,13 @@ def test_a_replica_whose_job_was_requeued_meanwhile_stops_its_worker(tmp_path, p
             client.jobs.CancelJob(jobs_pb2.CancelJobRequest(id=job.id))
     finally:
         other.close()
-        gateway.stop(grace=1.0)
 
 
 def test_a_gracefully_stopped_replica_hands_its_jobs_back_at_once(tmp_path, postgres_url):
     """SIGTERM / a rolling update: the stopping replica re-queues its running job itself,
     so another replica runs it without waiting for the (here: long) lease."""
-    import tests.job_techniques  # noqa: F401  (the test.* techniques in this process)
-    from service.server import GatewayServer
-    from tests.integration.test_jobs import job_settings
-
-    settings = job_settings(
-        tmp_path / "data", database_url=postgres_url, replica_id="replica-a", job_lease_s=600.0
-    )
-    gateway = GatewayServer(settings)
-    gateway.start()
-    try:
-        with ParetoClient(f"127.0.0.1:{gateway.port}") as client:
-            client.models.UploadModel(iter(upload_messages("tiny", tiny_model_bytes())))
-            pid_file = tmp_path / "worker.pid"
-            job = create_job(client, slow_recipe(30.0, pid_file), model="tiny")
-            worker = pid_of(pid_file)
-    finally:
-        gateway.stop(grace=1.0)
+    with replica_a_running_a_slow_job(tmp_path, postgres_url, 600.0) as (_, job, worker):
+        pass  # leaving stops the gateway
     assert is_gone(worker)
     repo = PostgresRepository(postgres_url)
     try:

@@ -4,8 +4,6 @@ PARETO_DEPLOYMENT_SYNC_S, without a restart."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from contextlib import ExitStack
 
 import tritonclient.grpc as tc
@@ -21,15 +19,10 @@ from tests.integration.deployment_helpers import (
     stub,
 )
 from tests.integration.test_deployments_api import request
+from tests.integration.test_jobs import wait_for
 
 SYNC_S = 0.1
-
-
-def eventually(predicate: Callable[[], bool], what: str, timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
+SYNC_TIMEOUT_S = 20.0
 
 
 def test_a_deployment_changed_on_one_replica_is_served_by_the_other(
@@ -47,18 +40,24 @@ def test_a_deployment_changed_on_one_replica_is_served_by_the_other(
         stack.callback(triton_b.close)
 
         stub(a).CreateDeployment(request(("1", 100), (VARIANT, 0)))
-        eventually(lambda: b.deployments.serves("digits"), "b to serve the new deployment")
+        wait_for(
+            lambda: b.deployments.serves("digits"), "b to serve the new deployment", SYNC_TIMEOUT_S
+        )
         assert {answered_by(triton_b, "digits", x) for _ in range(10)} == {"v1"}
 
         stub(a).UpdateTraffic(
             pb.UpdateTrafficRequest(name="digits", weights={"1": 0, VARIANT: 100})
         )
-        eventually(
-            lambda: answered_by(triton_b, "digits", x) == VARIANT, "b to adopt the new split"
+        wait_for(
+            lambda: answered_by(triton_b, "digits", x) == VARIANT,
+            "b to adopt the new split",
+            SYNC_TIMEOUT_S,
         )
         assert {answered_by(triton_b, "digits", x) for _ in range(10)} == {VARIANT}
         seen_by_b = stub(b).GetDeployment(pb.GetDeploymentRequest(name="digits"))
         assert seen_by_b.revision == 2
 
         stub(b).DeleteDeployment(pb.DeleteDeploymentRequest(name="digits"))
-        eventually(lambda: not a.deployments.serves("digits"), "a to drop the deployment")
+        wait_for(
+            lambda: not a.deployments.serves("digits"), "a to drop the deployment", SYNC_TIMEOUT_S
+        )

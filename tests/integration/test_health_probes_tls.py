@@ -16,7 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from pareto.v1 import models_pb2, models_pb2_grpc
 from service.server import GatewayServer
-from tests.integration.certs import Pem, make_ca, make_leaf
+from tests.integration.certs import Pem, make_pki
 from tests.integration.conftest import make_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,14 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pem]:
-    d = tmp_path_factory.mktemp("pki")
-    ca = make_ca(d, "ca")
-    return {
-        "ca": ca,
-        "other_ca": make_ca(d, "other-ca"),
-        "server": make_leaf(d, ca, "server", server=True),
-        "client": make_leaf(d, ca, "client", server=False),
-    }
+    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 def _server_env(pki: dict[str, Pem], mtls: bool) -> dict[str, str]:

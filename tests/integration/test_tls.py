@@ -19,7 +19,7 @@ from pareto_cli.connection import Connection
 from pareto_cli.main import cli
 from service.server import GatewayServer
 from service.settings import SettingsError, load_settings
-from tests.integration.certs import Pem, make_ca, make_leaf
+from tests.integration.certs import Pem, make_pki
 from tests.integration.conftest import make_settings
 from tests.integration.tiny_model import WEIGHT, tiny_model_bytes, upload_messages
 
@@ -28,15 +28,7 @@ DEADLINE_S = 10
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pem]:
-    d = tmp_path_factory.mktemp("pki")
-    ca, other_ca = make_ca(d, "ca"), make_ca(d, "other-ca")
-    return {
-        "ca": ca,
-        "other_ca": other_ca,
-        "server": make_leaf(d, ca, "server", server=True),
-        "client": make_leaf(d, ca, "client", server=False),
-        "stranger": make_leaf(d, other_ca, "stranger", server=False),
-    }
+    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 def _serve(root: Path, pki: dict[str, Pem], mtls: bool) -> GatewayServer:
