@@ -178,10 +178,7 @@ class DeploymentManager:
     def delete(self, name: str) -> DeploymentRecord:
         with self._write:
             record = self._repo.delete_deployment(name)
-            endpoint = self._endpoints.get(name)
-            self._endpoints = {k: v for k, v in self._endpoints.items() if k != name}
-            if endpoint is not None:
-                self._retire(endpoint.targets)
+            self._drop(name)
             return record
 
     def sync(self) -> list[str]:
@@ -193,9 +190,7 @@ class DeploymentManager:
             stored = {r.name: r for r in self._repo.list_deployments()}
             changed = [name for name in list(self._endpoints) if name not in stored]
             for name in changed:
-                gone = self._endpoints[name]
-                self._endpoints = {k: v for k, v in self._endpoints.items() if k != name}
-                self._retire(gone.targets)
+                self._drop(name)
             for name, record in stored.items():
                 current = self._endpoints.get(name)
                 if current is not None and _same_revision(current.record, record):
@@ -262,6 +257,13 @@ class DeploymentManager:
         if record.canary is not None and record.canary_status is not None:
             canary = endpoint.target(record.canary.canary)
             metrics.CANARY_STEP.labels(*canary.labels).set(record.canary_status.step)
+
+    def _drop(self, name: str) -> None:
+        """Stop serving endpoint `name` (deleted here or by another replica)."""
+        endpoint = self._endpoints.get(name)
+        self._endpoints = {k: v for k, v in self._endpoints.items() if k != name}
+        if endpoint is not None:
+            self._retire(endpoint.targets)
 
     def _retire(self, targets: tuple[ServingTarget, ...]) -> None:
         """Forget removed targets; close their own sessions unless another endpoint uses
