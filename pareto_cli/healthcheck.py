@@ -4,7 +4,8 @@ Calls grpc.health.v1.Health/Check on the gateway and exits 0 when the answer is 
 1 otherwise (NOT_SERVING, e.g. while the server drains; unreachable; deadline exceeded;
 unknown service). Kubernetes does not need it (its native `grpc:` probe speaks the same
 protocol); Docker's HEALTHCHECK can only run a command, hence this one. It imports only
-grpcio and grpcio-health-checking, so a probe every few seconds stays cheap.
+grpcio, grpcio-health-checking and the CLI's channel builder (pareto_cli.connection), so a
+probe every few seconds stays cheap.
 
 It reads the server's own environment, so it follows the server's transport: with
 PARETO_HEALTH_PORT set it asks that plaintext health-only port; else, with
@@ -21,10 +22,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from pareto_cli.connection import Connection
 
 
 def _health_port() -> int:
@@ -46,39 +48,31 @@ def default_address() -> str:
     return f"127.0.0.1:{os.environ.get('PARETO_PORT', '8001')}"
 
 
-def _read(variable: str, fallback: str = "") -> bytes | None:
-    """The file named by `variable` (else by `fallback`), or None when neither is set."""
-    path = os.environ.get(variable) or os.environ.get(fallback, "")
-    return Path(path).read_bytes() if path else None
+def _env(variable: str, fallback: str = "") -> str:
+    """The value of `variable`, else of `fallback`, else ""."""
+    return os.environ.get(variable) or os.environ.get(fallback, "")
 
 
-def tls_credentials() -> tuple[grpc.ChannelCredentials, list[tuple[str, str]]] | None:
-    """Channel credentials and options from the server's TLS environment, or None when
-    the probe should speak plaintext (no TLS, or a health-only port)."""
+def probe_connection() -> Connection:
+    """How to reach the server, from its own TLS environment: plaintext when it has no TLS
+    or the probe asks the health-only port; else TLS (with the probe's client certificate
+    when the server asks for one)."""
     if _health_port() > 0 or not os.environ.get("PARETO_TLS_CERT_FILE"):
-        return None
-    root = _read("PARETO_HEALTHCHECK_CA_FILE", "PARETO_TLS_CERT_FILE")
-    key = cert = None
-    if os.environ.get("PARETO_TLS_CLIENT_CA_FILE"):
-        cert = _read("PARETO_HEALTHCHECK_CERT_FILE", "PARETO_TLS_CERT_FILE")
-        key = _read("PARETO_HEALTHCHECK_KEY_FILE", "PARETO_TLS_KEY_FILE")
-    credentials = grpc.ssl_channel_credentials(root, key, cert)
-    name = os.environ.get("PARETO_HEALTHCHECK_SERVER_NAME", "")
-    return credentials, [("grpc.ssl_target_name_override", name)] if name else []
-
-
-def _channel(address: str) -> grpc.Channel:
-    tls = tls_credentials()
-    if tls is None:
-        return grpc.insecure_channel(address)
-    credentials, options = tls
-    return grpc.secure_channel(address, credentials, options=options)
+        return Connection()
+    mtls = bool(os.environ.get("PARETO_TLS_CLIENT_CA_FILE"))
+    return Connection(
+        tls=True,
+        ca_file=_env("PARETO_HEALTHCHECK_CA_FILE", "PARETO_TLS_CERT_FILE"),
+        cert_file=_env("PARETO_HEALTHCHECK_CERT_FILE", "PARETO_TLS_CERT_FILE") if mtls else "",
+        key_file=_env("PARETO_HEALTHCHECK_KEY_FILE", "PARETO_TLS_KEY_FILE") if mtls else "",
+        server_name=os.environ.get("PARETO_HEALTHCHECK_SERVER_NAME", ""),
+    )
 
 
 def check(address: str, service: str = "", timeout_s: float = 3.0) -> tuple[bool, str]:
     """(serving?, what was seen) for one Health/Check call."""
     try:
-        channel = _channel(address)
+        channel = probe_connection().channel(address, [])
     except OSError as exc:
         return False, f"cannot read a TLS file: {exc}"
     with channel:
