@@ -13,6 +13,8 @@ import click
 from service.errors import ParetoError
 from service.settings import SettingsError, load_settings
 
+SIGNAL_POLL_S = 0.5
+
 
 @click.command()
 @click.option("--host", default=None, help="Bind address (env PARETO_HOST, default 0.0.0.0).")
@@ -47,6 +49,10 @@ def serve(host: str | None, port: int | None, metrics_port: int | None, data_dir
         f"pareto listening on {settings.host}:{server.port} (metrics :{server.metrics_port})",
         err=True,
     )
-    stop.wait()
+    # Not a bare stop.wait(): the kernel may deliver SIGTERM to one of gRPC's threads, and
+    # then a main thread blocked on a lock without a timeout never runs the handler
+    # (Python runs signal handlers in the main thread only, between bytecodes).
+    while not stop.wait(SIGNAL_POLL_S):
+        pass
     server.stop(grace=settings.shutdown_grace_s)
     sys.exit(0)
