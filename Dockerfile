@@ -25,6 +25,7 @@ RUN python -m venv /opt/venv \
  && pip install --no-cache-dir --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}+cpu"
 COPY pyproject.toml README.md ./
 COPY pareto/ pareto/
+COPY pareto_core/ pareto_core/
 COPY pareto_cli/ pareto_cli/
 COPY service/ service/
 COPY runtimes/ runtimes/
@@ -61,6 +62,7 @@ RUN python3.11 -m venv /opt/venv \
  && pip install --no-cache-dir --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}+cpu"
 COPY pyproject.toml README.md ./
 COPY pareto/ pareto/
+COPY pareto_core/ pareto_core/
 COPY pareto_cli/ pareto_cli/
 COPY service/ service/
 COPY runtimes/ runtimes/

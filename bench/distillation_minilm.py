@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 
 from bench.compression import ratios
-from compressors.base import FORMAT_TORCH_EXPORT, Artifact, Dataset
+from compressors.base import Artifact, Dataset
 from compressors.evaluate import EvaluationSettings, evaluate
+from pareto_core.formats import FORMAT_TORCH_EXPORT
 
 MODEL_CACHE = Path(__file__).resolve().parent.parent / ".pareto" / "examples"
 SEQ_LEN = 32

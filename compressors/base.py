@@ -17,10 +17,8 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from runtimes.base import Signature
-
-FORMAT_ONNX = "onnx"
-FORMAT_TORCH_EXPORT = "torch_export"
+from pareto_core.formats import FORMAT_ONNX
+from pareto_core.tensors import Signature
 
 # Dataset roles a job may name.
 ROLE_CALIBRATION = "calibration"
@@ -81,7 +79,7 @@ class StepContext:
 
     def model(self, name: str, technique: str) -> Artifact:
         """The uploaded model `name` as an artifact (NotFound when there is none)."""
-        from service.errors import FailedPrecondition
+        from pareto_core.errors import FailedPrecondition
 
         if self.models is None:
             raise FailedPrecondition(f"{technique} cannot look up model {name!r} here")
@@ -89,7 +87,7 @@ class StepContext:
 
     def dataset(self, role: str, technique: str) -> Dataset:
         """The dataset for `role`, or FailedPrecondition naming the technique and role."""
-        from service.errors import FailedPrecondition
+        from pareto_core.errors import FailedPrecondition
 
         if role not in self.datasets:
             raise FailedPrecondition(
@@ -144,6 +142,6 @@ class Technique(abc.ABC):
     def apply(self, artifact: Artifact, config: TechniqueConfig, ctx: StepContext) -> StepResult:
         """Produce a new artifact in ctx.work_dir. Never modify `artifact.path`.
 
-        Raise service.errors.FailedPrecondition when the technique cannot apply to this
+        Raise pareto_core.errors.FailedPrecondition when the technique cannot apply to this
         model (saying why), InvalidArgument for a config that is wrong for this model.
         """

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from service.errors import InvalidArgument
+from pareto_core.errors import InvalidArgument
 
 MAX_ACCURACY_DROP = "max_accuracy_drop"
 MIN_COSINE = "min_cosine"

@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from compressors.base import Dataset
-from runtimes.base import Signature, TensorSpec
-from service.errors import FailedPrecondition
+from pareto_core.errors import FailedPrecondition
+from pareto_core.tensors import Signature, TensorSpec
 
 SYNTHETIC_SEQ_LEN = 32
 SYNTHETIC_SAMPLES = 64

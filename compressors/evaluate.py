@@ -43,8 +43,9 @@ from compressors.base import Artifact, Dataset, ProgressFn
 from compressors.eval_inputs import fixed_batch, inputs_for, rows, source_inputs
 from compressors.model_stats import file_stats
 from compressors.quality import QualityAccumulator, batched_outputs
-from runtimes.base import Runtime, Session, Signature
-from service.errors import FailedPrecondition, InvalidArgument
+from pareto_core.errors import FailedPrecondition, InvalidArgument
+from pareto_core.tensors import Signature
+from runtimes.base import Runtime, Session
 
 QUALITY_BATCH = 64
 
@@ -155,7 +156,7 @@ def _prepared(
 def check_measurable(artifact: Artifact, settings: EvaluationSettings) -> None:
     """FailedPrecondition unless `artifact` can be measured on `settings.runtime`. Builds
     (and caches) the runtime's artifact now, so a model that cannot be built fails alone."""
-    from compressors.base import FORMAT_TORCH_EXPORT
+    from pareto_core.formats import FORMAT_TORCH_EXPORT
     from runtimes.registry import get_runtime
 
     runtime = get_runtime(settings.runtime)
@@ -173,7 +174,7 @@ def _cannot_measure(runtime: Runtime, artifact: Artifact) -> str:
 
 
 def _load_session(artifact: Artifact, settings: EvaluationSettings) -> Session:
-    from compressors.base import FORMAT_TORCH_EXPORT
+    from pareto_core.formats import FORMAT_TORCH_EXPORT
     from runtimes.registry import get_runtime
 
     runtime = get_runtime(settings.runtime)

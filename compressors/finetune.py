@@ -16,7 +16,7 @@ import numpy as np
 from pydantic import Field
 
 from compressors.base import ROLE_TRAINING, Dataset, ProgressFn, StepContext, TechniqueConfig
-from service.errors import Cancelled, FailedPrecondition, InvalidArgument
+from pareto_core.errors import Cancelled, FailedPrecondition, InvalidArgument
 
 
 class FinetuneFields(TechniqueConfig):

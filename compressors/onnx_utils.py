@@ -21,9 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from compressors.base import FORMAT_ONNX, Artifact
-from runtimes.base import Signature
-from service.errors import FailedPrecondition
+from compressors.base import Artifact
+from pareto_core.errors import FailedPrecondition
+from pareto_core.formats import FORMAT_ONNX
+from pareto_core.tensors import Signature
 
 # Ops that only appear in a model that is already quantized.
 QUANTIZED_OPS = frozenset(
@@ -46,7 +47,7 @@ def artifact_for(path: Path) -> Artifact:
     """Check the model written at `path` (by path, so large files work) and wrap it."""
     import onnx
 
-    from service.model_inspect import onnx_signature
+    from pareto_core.onnx_signature import onnx_signature
 
     onnx.checker.check_model(str(path))
     model = onnx.load(str(path), load_external_data=False)

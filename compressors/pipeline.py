@@ -17,7 +17,7 @@ from typing import Any
 
 from compressors import registry
 from compressors.base import Artifact, StepContext, Technique, TechniqueConfig
-from service.errors import Cancelled, FailedPrecondition, Internal
+from pareto_core.errors import Cancelled, FailedPrecondition, Internal
 
 
 @dataclass(frozen=True)

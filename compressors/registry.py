@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from compressors.base import Technique, TechniqueConfig
-from service.errors import InvalidArgument
+from pareto_core.errors import InvalidArgument
 
 TECHNIQUE_MODULES: tuple[str, ...] = (
     "compressors.quantization.dynamic",

@@ -26,10 +26,11 @@ from typing import Any
 
 import numpy as np
 
-from compressors.base import FORMAT_ONNX, Artifact, Dataset
+from compressors.base import Artifact, Dataset
 from compressors.graph import save_model
-from runtimes.base import Signature
-from service.errors import FailedPrecondition
+from pareto_core.errors import FailedPrecondition
+from pareto_core.formats import FORMAT_ONNX
+from pareto_core.tensors import Signature
 
 OPSET = 17
 # onnx2torch converters that call torchvision ops.

@@ -21,7 +21,7 @@ import numpy as np
 from compressors.base import ProgressFn
 from compressors.checkpoint import Checkpoint
 from compressors.schedules import Schedule, lr_factor
-from service.errors import Cancelled
+from pareto_core.errors import Cancelled
 
 # (module, input tensors, label tensor or None, sample indices) -> scalar loss tensor
 LossFn = Callable[[Any, list[Any], Any, Any], Any]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from service.errors import ParetoError
+from pareto_core.errors import ParetoError
 from service.settings import SettingsError, load_settings
 
 SIGNAL_POLL_S = 0.5

@@ -26,8 +26,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from pareto_core.errors import FailedPrecondition, ParetoError
 from runtimes.base import Runtime
-from service.errors import FailedPrecondition, ParetoError
 
 MANIFEST = "artifact.json"
 

@@ -1,4 +1,4 @@
-"""The runtime interface every backend implements, and the tensor vocabulary they share.
+"""The runtime interface every backend implements.
 
 A runtime turns a stored model file into a loaded session and runs it on numpy arrays.
 Backend libraries (onnxruntime, tensorrt, ...) are imported lazily inside each backend
@@ -14,54 +14,7 @@ from typing import Any
 
 import numpy as np
 
-# KServe v2 datatype name <-> numpy dtype. BYTES (variable-length strings) is not served.
-KSERVE_TO_NUMPY: dict[str, np.dtype] = {
-    "BOOL": np.dtype(np.bool_),
-    "UINT8": np.dtype(np.uint8),
-    "UINT16": np.dtype(np.uint16),
-    "UINT32": np.dtype(np.uint32),
-    "UINT64": np.dtype(np.uint64),
-    "INT8": np.dtype(np.int8),
-    "INT16": np.dtype(np.int16),
-    "INT32": np.dtype(np.int32),
-    "INT64": np.dtype(np.int64),
-    "FP16": np.dtype(np.float16),
-    "FP32": np.dtype(np.float32),
-    "FP64": np.dtype(np.float64),
-}
-NUMPY_TO_KSERVE: dict[np.dtype, str] = {v: k for k, v in KSERVE_TO_NUMPY.items()}
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    """Name, KServe datatype and shape of one model input or output (-1 = dynamic)."""
-
-    name: str
-    datatype: str
-    shape: tuple[int, ...]
-
-    @property
-    def numpy_dtype(self) -> np.dtype:
-        return KSERVE_TO_NUMPY[self.datatype]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> TensorSpec:
-        return cls(data["name"], data["datatype"], tuple(int(d) for d in data["shape"]))
-
-
-@dataclass(frozen=True)
-class Signature:
-    inputs: tuple[TensorSpec, ...]
-    outputs: tuple[TensorSpec, ...]
-
-    def input(self, name: str) -> TensorSpec | None:
-        return next((t for t in self.inputs if t.name == name), None)
-
-    def output(self, name: str) -> TensorSpec | None:
-        return next((t for t in self.outputs if t.name == name), None)
+from pareto_core.tensors import KSERVE_TO_NUMPY, Signature
 
 
 @dataclass(frozen=True)

@@ -27,10 +27,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from pareto_core.errors import FailedPrecondition, InvalidArgument
 from runtimes.base import Capabilities, Runtime, RuntimeDescription
 from runtimes.options import parse_options
 from runtimes.tflite_session import TfliteSession
-from service.errors import FailedPrecondition, InvalidArgument
 
 RUNTIME_NAME = "edgetpu_tflite"
 ROOT = Path(__file__).resolve().parents[1]

@@ -31,8 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from runtimes.base import Signature
-from service.errors import Internal, ParetoError
+from pareto_core.errors import Internal, ParetoError
+from pareto_core.tensors import Signature
 
 # Short form of the method above; also the Prometheus help of pareto_model_memory_bytes.
 MEMORY_METHOD = (

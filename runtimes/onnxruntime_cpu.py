@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from runtimes.base import Runtime, RuntimeDescription, Session, Signature, TensorSpec
-from service.errors import FailedPrecondition, Internal, InvalidArgument
+from pareto_core.errors import FailedPrecondition, Internal, InvalidArgument
+from pareto_core.tensors import Signature, TensorSpec
+from runtimes.base import Runtime, RuntimeDescription, Session
 
 if TYPE_CHECKING:
     import onnxruntime

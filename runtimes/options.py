@@ -6,7 +6,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from service.errors import InvalidArgument
+from pareto_core.errors import InvalidArgument
 
 OptionsT = TypeVar("OptionsT", bound=BaseModel)
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import importlib
 import threading
 
+from pareto_core.errors import FailedPrecondition, InvalidArgument
 from runtimes.base import Runtime
-from service.errors import FailedPrecondition, InvalidArgument
 
 # name -> "module:Class" (or a Runtime class); earlier entries win when several runtimes
 # accept one format.

@@ -22,6 +22,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from pareto_core.errors import FailedPrecondition
 from runtimes.base import Capabilities, Runtime, RuntimeDescription
 from runtimes.options import parse_options
 from runtimes.tensorrt_plan import (
@@ -32,7 +33,6 @@ from runtimes.tensorrt_plan import (
     has_qdq_nodes,
     precision_flags,
 )
-from service.errors import FailedPrecondition
 
 RUNTIME_NAME = "tensorrt_gpu"
 ENGINE = "model.plan"
@@ -107,8 +107,8 @@ class TensorRtGpu(Runtime):
         import onnx
         import tensorrt as trt
 
+        from pareto_core.onnx_signature import onnx_signature
         from runtimes.onnxruntime_cpu import _model_file
-        from service.model_inspect import onnx_signature
 
         opts = parse_options(RUNTIME_NAME, TensorRtOptions, options)
         path = _model_file(Path(model_path))

@@ -10,9 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from runtimes.base import NUMPY_TO_KSERVE, Session, Signature, TensorSpec
+from pareto_core.errors import FailedPrecondition
+from pareto_core.tensors import NUMPY_TO_KSERVE, Signature, TensorSpec
+from runtimes.base import Session
 from runtimes.tensorrt_plan import Profile, check_in_profile
-from service.errors import FailedPrecondition
 
 
 class TensorRtSession(Session):

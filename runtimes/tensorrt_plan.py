@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from runtimes.base import Signature
-from service.errors import InvalidArgument
+from pareto_core.errors import InvalidArgument
+from pareto_core.tensors import Signature
 
 Shape = tuple[int, ...]
 QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})

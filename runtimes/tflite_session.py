@@ -15,8 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from runtimes.base import NUMPY_TO_KSERVE, Session, Signature, TensorSpec
-from service.errors import FailedPrecondition, InvalidArgument
+from pareto_core.errors import FailedPrecondition, InvalidArgument
+from pareto_core.tensors import NUMPY_TO_KSERVE, Signature, TensorSpec
+from runtimes.base import Session
 
 
 def _in_order(details: list[dict[str, Any]]) -> list[dict[str, Any]]:

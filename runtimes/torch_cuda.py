@@ -33,18 +33,11 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from runtimes.base import (
-    KSERVE_TO_NUMPY,
-    Capabilities,
-    Runtime,
-    RuntimeDescription,
-    Session,
-    Signature,
-    TensorSpec,
-)
+from pareto_core.errors import FailedPrecondition, Internal, InvalidArgument
+from pareto_core.tensors import KSERVE_TO_NUMPY, Signature, TensorSpec
+from runtimes.base import Capabilities, Runtime, RuntimeDescription, Session
 from runtimes.cuda_probe import missing_requirement
 from runtimes.options import parse_options
-from service.errors import FailedPrecondition, Internal, InvalidArgument
 
 RUNTIME_NAME = "torch_cuda"
 FORMATS = frozenset({"torch_export"})

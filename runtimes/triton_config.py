@@ -19,8 +19,8 @@ from pathlib import Path
 
 from google.protobuf import text_format
 
-from runtimes.base import Signature, TensorSpec
-from service.errors import FailedPrecondition, InvalidArgument
+from pareto_core.errors import FailedPrecondition, InvalidArgument
+from pareto_core.tensors import Signature, TensorSpec
 
 PLATFORM = "onnxruntime_onnx"
 MODEL_FILE = "model.onnx"

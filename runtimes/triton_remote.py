@@ -23,9 +23,7 @@ from typing import Any, TypeVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from runtimes.base import Capabilities, Runtime, RuntimeDescription, Session, Signature, TensorSpec
-from runtimes.options import parse_options
-from service.errors import (
+from pareto_core.errors import (
     DeadlineExceeded,
     FailedPrecondition,
     Internal,
@@ -34,6 +32,9 @@ from service.errors import (
     ParetoError,
     Unavailable,
 )
+from pareto_core.tensors import Signature, TensorSpec
+from runtimes.base import Capabilities, Runtime, RuntimeDescription, Session
+from runtimes.options import parse_options
 
 RUNTIME_NAME = "triton_remote"
 T = TypeVar("T")
@@ -192,7 +193,7 @@ class TritonRemote(Runtime):
     auto_select = False  # needs the remote server's address: only when asked for
 
     def capabilities(self) -> Capabilities:
-        from runtimes.base import KSERVE_TO_NUMPY
+        from pareto_core.tensors import KSERVE_TO_NUMPY
 
         return Capabilities(tuple(sorted(self.formats)), tuple(KSERVE_TO_NUMPY), ("remote",))
 

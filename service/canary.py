@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from pareto_core.errors import ParetoError
 from service import metrics
 from service.deployments.endpoint import Endpoint
 from service.deployments.manager import DeploymentManager
@@ -30,7 +31,6 @@ from service.deployments.records import (
     DeploymentRecord,
 )
 from service.deployments.stats import Mark, Window
-from service.errors import ParetoError
 from service.store.sqlite_codec import now
 
 log = logging.getLogger(__name__)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from pareto_core.errors import FailedPrecondition
 from service.deployments.records import deployments_using
-from service.errors import FailedPrecondition
 from service.sessions import SessionManager
 from service.store.blobs import BlobStore
 from service.store.records import JOB_FINAL_STATES

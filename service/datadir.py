@@ -6,7 +6,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from service.errors import FailedPrecondition
+from pareto_core.errors import FailedPrecondition
 
 
 class DataDirLock:

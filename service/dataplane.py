@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from runtimes.base import Signature
+from pareto_core.tensors import Signature
 from service import metrics
 from service.servables import Servable
 from service.sessions import SessionManager
@@ -72,8 +72,8 @@ class DataPlane:
         format has no default runtime."""
         if self.deployments is not None and self.deployments.serves(name):
             return self.deployments.runtime(name, version)
+        from pareto_core.errors import ParetoError
         from runtimes import registry
-        from service.errors import ParetoError
 
         try:
             return registry.runtime_for_format(self.model(name, version).format).name

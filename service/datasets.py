@@ -23,14 +23,14 @@ from typing import IO
 import numpy as np
 
 from compressors.base import Dataset
-from runtimes.base import KSERVE_TO_NUMPY, NUMPY_TO_KSERVE, Signature, TensorSpec
-from service.errors import (
+from pareto_core.errors import (
     AlreadyExists,
     InvalidArgument,
     NotFound,
     ParetoError,
     ResourceExhausted,
 )
+from pareto_core.tensors import KSERVE_TO_NUMPY, NUMPY_TO_KSERVE, Signature, TensorSpec
 from service.store.blobs import BlobStore
 from service.store.records import DatasetRecord
 from service.store.sqlite_datasets import dataset_exists_message

@@ -1,8 +1,9 @@
 """The one place where exceptions become gRPC status codes.
 
-`ParetoError` subclasses carry their status code and a caller-facing message. Anything else
-is a bug: it is logged with its traceback and answered with INTERNAL and a generic message,
-so internals never leak to callers.
+`ParetoError` subclasses carry a canonical error code name and a caller-facing message;
+`GRPC_STATUS` maps each name to its gRPC status. Anything else is a bug: it is logged with
+its traceback and answered with INTERNAL and a generic message, so internals never leak
+to callers.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 import grpc
 
-from service.errors import ParetoError
+from pareto_core.errors import CODES, ParetoError
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +23,13 @@ log = logging.getLogger(__name__)
 # message echoing a huge user value would reach the caller as RESOURCE_EXHAUSTED "Stream
 # removed" instead of its own code (found by tests/fuzz). Longer messages are cut.
 MAX_MESSAGE_CHARS = 2000
+
+
+GRPC_STATUS: dict[str, grpc.StatusCode] = {code: grpc.StatusCode[code] for code in CODES}
+
+
+def grpc_status(exc: ParetoError) -> grpc.StatusCode:
+    return GRPC_STATUS[exc.code]
 
 
 def bounded(message: str) -> str:
@@ -33,7 +41,7 @@ def bounded(message: str) -> str:
 def abort_with(context: grpc.ServicerContext, exc: BaseException, method: str) -> None:
     """Abort the call with the status code that belongs to `exc` (raises)."""
     if isinstance(exc, ParetoError):
-        context.abort(exc.code, bounded(str(exc)))
+        context.abort(grpc_status(exc), bounded(str(exc)))
     log.exception("unhandled error in %s", method, exc_info=exc)
     context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method}; see server log")
 

@@ -14,8 +14,8 @@ import math
 import numpy as np
 from tritonclient.grpc import service_pb2
 
-from runtimes.base import NUMPY_TO_KSERVE, Signature, TensorSpec
-from service.errors import Internal, InvalidArgument
+from pareto_core.errors import Internal, InvalidArgument
+from pareto_core.tensors import NUMPY_TO_KSERVE, Signature, TensorSpec
 
 # Typed `contents` field carrying each datatype, and that field's wire dtype. FP16 has none.
 CONTENTS_FIELD: dict[str, str] = {

@@ -12,8 +12,8 @@ from contextlib import contextmanager
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from pareto_core.errors import ParetoError
 from runtimes.memory_probe import MEMORY_METHOD
-from service.errors import ParetoError
 
 _SERVING = ("model", "variant", "runtime")
 
@@ -180,7 +180,7 @@ def count_outcome(record: Callable[[str], None]) -> Iterator[None]:
     try:
         yield
     except ParetoError as exc:
-        code = exc.code.name
+        code = exc.code
         raise
     except Exception:
         code = "INTERNAL"

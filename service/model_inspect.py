@@ -17,35 +17,15 @@ import sys
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from pareto_core.errors import InvalidArgument
+from pareto_core.formats import FORMAT_ONNX, FORMAT_ONNX_BUNDLE, FORMAT_TORCH_EXPORT, STORED_FORMATS
+from pareto_core.onnx_signature import onnx_signature
+from pareto_core.tensors import Signature, TensorSpec
 from runtimes import pt2_inspect
-from runtimes.base import Signature, TensorSpec
-from service.errors import InvalidArgument
 from service.store.bundles import find_onnx, safe_extract
-from service.store.repository import (
-    FORMAT_ONNX,
-    FORMAT_ONNX_BUNDLE,
-    FORMAT_TORCH_EXPORT,
-    FORMATS,
-)
 
 PT2_INSPECT_TIMEOUT_S = 120
 _PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
-# ONNX TensorProto.DataType value -> KServe v2 datatype (values fixed by the ONNX spec).
-_ONNX_TO_KSERVE = {
-    1: "FP32",
-    2: "UINT8",
-    3: "INT8",
-    4: "UINT16",
-    5: "INT16",
-    6: "INT32",
-    7: "INT64",
-    9: "BOOL",
-    10: "FP16",
-    11: "FP64",
-    12: "UINT32",
-    13: "UINT64",
-}
 
 
 def inspect_model(path: Path, fmt: str, work_dir: Path, max_unpacked_bytes: int) -> Signature:
@@ -59,7 +39,7 @@ def inspect_model(path: Path, fmt: str, work_dir: Path, max_unpacked_bytes: int)
         return _inspect_onnx(find_onnx(work_dir), bundle_root=work_dir)
     if fmt == FORMAT_TORCH_EXPORT:
         return _inspect_pt2(path, work_dir, max_unpacked_bytes)
-    raise InvalidArgument(f"format {fmt!r} is not supported; accepted: {', '.join(FORMATS)}")
+    raise InvalidArgument(f"format {fmt!r} is not supported; accepted: {', '.join(STORED_FORMATS)}")
 
 
 # -- ONNX --------------------------------------------------------------------------------
@@ -113,35 +93,6 @@ def _check_location(info: Any, base_dir: Path, bundle_root: Path, where: str) ->
     end = (info.offset or 0) + (info.length or 0)
     if end > size:
         raise InvalidArgument(f"{where} up to byte {end}, but that file has {size} bytes")
-
-
-def onnx_signature(model: Any) -> Signature:
-    """Graph inputs that are not initializers, and graph outputs, as TensorSpecs."""
-    graph = model.graph
-    constants = {t.name for t in graph.initializer}
-    constants |= {t.values.name for t in graph.sparse_initializer}
-    inputs = tuple(_onnx_spec(v, "input") for v in graph.input if v.name not in constants)
-    outputs = tuple(_onnx_spec(v, "output") for v in graph.output)
-    return Signature(inputs, outputs)
-
-
-def _onnx_spec(value_info: Any, kind: str) -> TensorSpec:
-    import onnx
-
-    name = value_info.name
-    if value_info.type.WhichOneof("value") != "tensor_type":
-        raise InvalidArgument(f"{kind} {name!r} is not a tensor; only tensors can be served")
-    tensor_type = value_info.type.tensor_type
-    datatype = _ONNX_TO_KSERVE.get(tensor_type.elem_type)
-    if datatype is None:
-        elem = onnx.TensorProto.DataType.Name(tensor_type.elem_type)
-        raise InvalidArgument(f"{kind} {name!r} has element type {elem}, which cannot be served")
-    if not tensor_type.HasField("shape"):
-        raise InvalidArgument(f"{kind} {name!r} has no shape (unknown rank); give it a rank")
-    shape = tuple(
-        d.dim_value if d.WhichOneof("value") == "dim_value" else -1 for d in tensor_type.shape.dim
-    )
-    return TensorSpec(name, datatype, shape)
 
 
 def _rel(path: Path, root: Path) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from service.errors import InvalidArgument
+from pareto_core.errors import InvalidArgument
 
 MODEL_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}")
 DATASET_NAME = MODEL_NAME

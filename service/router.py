@@ -21,7 +21,7 @@ import random
 from collections.abc import Sequence
 from typing import Generic, Protocol, TypeVar
 
-from service.errors import NotFound
+from pareto_core.errors import NotFound
 
 ROUTE_KEY = "pareto-route-key"  # request parameter or gRPC metadata key
 _HASH_SCALE = float(2**64)

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from compressors.base import Artifact
+from pareto_core.errors import FailedPrecondition, InvalidArgument
 from runtimes.artifacts import ArtifactCache
 from runtimes.base import Runtime
 from service import metrics
-from service.errors import FailedPrecondition, InvalidArgument
 from service.servables import Servable
 
 DatasetPath = Callable[[str], Path]

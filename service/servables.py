@@ -12,8 +12,8 @@ import re
 import time
 from dataclasses import dataclass
 
-from runtimes.base import Signature
-from service.errors import InvalidArgument, NotFound
+from pareto_core.errors import InvalidArgument, NotFound
+from pareto_core.tensors import Signature
 from service.store.records import VariantRecord
 from service.store.repository import ModelRecord
 from service.store.sqlite_repository import SqliteRepository

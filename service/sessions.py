@@ -12,14 +12,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pareto_core.errors import FailedPrecondition
+from pareto_core.formats import FORMAT_ONNX_BUNDLE
+from pareto_core.tensors import Signature
 from runtimes import registry
-from runtimes.base import Runtime, Session, Signature
+from runtimes.base import Runtime, Session
 from service import metrics
-from service.errors import FailedPrecondition
 from service.servables import Servable, ServableResolver
 from service.store.blobs import BlobStore
 from service.store.bundles import find_onnx
-from service.store.repository import FORMAT_ONNX_BUNDLE
 
 log = logging.getLogger(__name__)
 

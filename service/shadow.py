@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from pareto_core.errors import ParetoError
 from service import metrics
 from service.deployments.compare import compare
-from service.errors import ParetoError
 from service.sessions import SessionManager
 
 if TYPE_CHECKING:
@@ -88,7 +88,7 @@ class ShadowQueue:
                 order = [t.name for t in model.signature.outputs]
         except ParetoError as exc:
             if counted:
-                self._record(job.run, time.perf_counter() - started, exc.code.name)
+                self._record(job.run, time.perf_counter() - started, exc.code)
             log.debug("shadow copy on %s: %s", job.run.labels, exc)
             return
         if counted:

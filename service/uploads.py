@@ -24,9 +24,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, TypeVar
 
-from runtimes.base import Signature
-from service import names
-from service.errors import (
+from pareto_core import formats
+from pareto_core.errors import (
     AlreadyExists,
     FailedPrecondition,
     InvalidArgument,
@@ -34,9 +33,11 @@ from service.errors import (
     ParetoError,
     ResourceExhausted,
 )
+from pareto_core.tensors import Signature
+from service import names
 from service.model_inspect import inspect_model
 from service.store.blobs import BlobStore, check_sha256
-from service.store.repository import FORMATS, ModelRecord, ModelRepository
+from service.store.repository import ModelRecord, ModelRepository
 from service.store.sqlite_repository import already_exists_message
 
 _LABEL_KEY_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9_./-]{0,126}[A-Za-z0-9])?")
@@ -83,10 +84,7 @@ def _validate_labels(labels: dict[str, str]) -> None:
 def validate_request(req: UploadRequest, max_model_bytes: int) -> None:
     """Header checks that need neither the bytes nor the repository."""
     validate_model_name(req.name)
-    if req.format not in FORMATS:
-        raise InvalidArgument(
-            f"format must be one of {', '.join(FORMATS)}, got {str(req.format)[:100]!r}"
-        )
+    formats.check_stored(req.format)
     validate_stream_header(req.size_bytes, req.sha256, req.description, max_model_bytes)
     _validate_labels(req.labels)
 

@@ -14,16 +14,10 @@ from pathlib import Path
 
 from pydantic import Field
 
-from compressors.base import (
-    FORMAT_TORCH_EXPORT,
-    Artifact,
-    StepContext,
-    StepResult,
-    Technique,
-    TechniqueConfig,
-)
+from compressors.base import Artifact, StepContext, StepResult, Technique, TechniqueConfig
 from compressors.registry import register
-from service.errors import Cancelled
+from pareto_core.errors import Cancelled
+from pareto_core.formats import FORMAT_TORCH_EXPORT
 
 
 def scaled_copy(artifact: Artifact, factor: float, out: Path) -> Artifact:

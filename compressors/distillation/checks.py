@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from compressors.base import FORMAT_TORCH_EXPORT, ROLE_TRAINING, JobInfo, ModelInfo
-from runtimes.base import TensorSpec
-from service.errors import FailedPrecondition, InvalidArgument
+from compressors.base import ROLE_TRAINING, JobInfo, ModelInfo
+from pareto_core.errors import FailedPrecondition, InvalidArgument
+from pareto_core.formats import FORMAT_TORCH_EXPORT
+from pareto_core.tensors import TensorSpec
 
 
 def require_training_set(job: JobInfo, technique: str, labels_why: str = "") -> tuple[str, bool]:

@@ -22,8 +22,6 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from compressors.base import (
-    FORMAT_ONNX,
-    FORMAT_TORCH_EXPORT,
     ROLE_TRAINING,
     Artifact,
     JobInfo,
@@ -35,6 +33,7 @@ from compressors.base import (
 from compressors.distillation import checks
 from compressors.registry import register
 from compressors.schedules import Schedule
+from pareto_core.formats import FORMAT_ONNX, FORMAT_TORCH_EXPORT
 
 NAME = "distill.knowledge"
 
@@ -99,7 +98,7 @@ class DistillKnowledge(Technique):
             student = job.find_model(config.student)
             checks.check_student(teacher, student, where)
             if config.teacher_hidden and len(student.signature.outputs) < 2:
-                from service.errors import FailedPrecondition
+                from pareto_core.errors import FailedPrecondition
 
                 raise FailedPrecondition(
                     f"{where}.teacher_hidden: student {student.name!r} has one output; it needs "
@@ -113,7 +112,7 @@ class DistillKnowledge(Technique):
 
         dataset = ctx.dataset(ROLE_TRAINING, NAME)
         if (why := labels_needed(config)) and dataset.labels is None:
-            from service.errors import InvalidArgument
+            from pareto_core.errors import InvalidArgument
 
             raise InvalidArgument(
                 f"dataset {dataset.name!r} has no labels; {NAME} needs them ({why})"

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from compressors.base import Artifact
-from runtimes.base import Signature
-from service.errors import FailedPrecondition
+from pareto_core.errors import FailedPrecondition
+from pareto_core.tensors import Signature
 
 DYNAMO_OPSET = 18
 

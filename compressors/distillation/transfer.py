@@ -11,8 +11,8 @@ import numpy as np
 
 from compressors import onnx_utils
 from compressors.base import Dataset
-from runtimes.base import Signature
-from service.errors import FailedPrecondition
+from pareto_core.errors import FailedPrecondition
+from pareto_core.tensors import Signature
 
 TEACHER_BATCH = 64
 SCORE_BATCH = 256

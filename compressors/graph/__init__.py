@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from compressors.base import FORMAT_ONNX, Artifact
+from compressors.base import Artifact
+from pareto_core.formats import FORMAT_ONNX
 
 # Op type -> index of its weight input. MatMul(X, W) and Gemm(A, B, C) keep the weight at 1.
 WEIGHT_INPUT: dict[str, int] = {"Conv": 1, "MatMul": 1, "Gemm": 1}
@@ -43,7 +44,7 @@ def save_model(model: Any, path: Path) -> Artifact:
     """Check `model`, write it to `path`, and return it as an ONNX Artifact."""
     import onnx
 
-    from service.model_inspect import onnx_signature
+    from pareto_core.onnx_signature import onnx_signature
 
     onnx.checker.check_model(model)
     onnx.save(model, str(path))

@@ -19,8 +19,6 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from compressors.base import (
-    FORMAT_ONNX,
-    FORMAT_TORCH_EXPORT,
     ROLE_TRAINING,
     Artifact,
     JobInfo,
@@ -31,6 +29,7 @@ from compressors.base import (
 )
 from compressors.registry import register
 from compressors.schedules import Schedule, polynomial_sparsity
+from pareto_core.formats import FORMAT_ONNX, FORMAT_TORCH_EXPORT
 
 NAME = "prune.gradual"
 

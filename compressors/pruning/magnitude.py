@@ -19,17 +19,11 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from compressors.base import (
-    FORMAT_ONNX,
-    FORMAT_TORCH_EXPORT,
-    Artifact,
-    StepContext,
-    StepResult,
-    Technique,
-)
+from compressors.base import Artifact, StepContext, StepResult, Technique
 from compressors.finetune import FinetuneFields, finetune_in_step
 from compressors.graph import load_model, save_model, set_initializer, weight_refs
 from compressors.registry import register
+from pareto_core.formats import FORMAT_ONNX, FORMAT_TORCH_EXPORT
 
 
 class MagnitudePruneConfig(FinetuneFields):

@@ -15,17 +15,11 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from compressors.base import (
-    FORMAT_ONNX,
-    FORMAT_TORCH_EXPORT,
-    Artifact,
-    StepContext,
-    StepResult,
-    Technique,
-)
+from compressors.base import Artifact, StepContext, StepResult, Technique
 from compressors.finetune import FinetuneFields, finetune_in_step
 from compressors.registry import register
-from service.errors import FailedPrecondition
+from pareto_core.errors import FailedPrecondition
+from pareto_core.formats import FORMAT_ONNX, FORMAT_TORCH_EXPORT
 
 
 class StructuredPruneConfig(FinetuneFields):

@@ -30,7 +30,6 @@ from pydantic import Field
 
 from compressors import onnx_utils
 from compressors.base import (
-    FORMAT_ONNX,
     ROLE_CALIBRATION,
     ROLE_EVALUATION,
     Artifact,
@@ -47,7 +46,8 @@ from compressors.quantization.options import quantizable_ops, weighted_nodes
 from compressors.quantization.sensitivity import Scorer, rank
 from compressors.quantization.static import StaticConfig
 from compressors.registry import register
-from service.errors import Cancelled, FailedPrecondition
+from pareto_core.errors import Cancelled, FailedPrecondition
+from pareto_core.formats import FORMAT_ONNX
 
 NAME = "quantize.accuracy_aware"
 

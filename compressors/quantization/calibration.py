@@ -23,8 +23,8 @@ from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, c
 from onnxruntime.quantization.calibrate import save_tensors_data
 
 from compressors.onnx_utils import batches, feeds_for
-from runtimes.base import Signature
-from service.errors import Cancelled, FailedPrecondition
+from pareto_core.errors import Cancelled, FailedPrecondition
+from pareto_core.tensors import Signature
 
 METHODS = {
     "minmax": CalibrationMethod.MinMax,

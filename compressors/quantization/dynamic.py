@@ -20,7 +20,7 @@ from compressors import onnx_utils
 from compressors.base import Artifact, StepContext, StepResult, Technique, TechniqueConfig
 from compressors.quantization.options import NodeName, OpType, check_nodes, check_op_types
 from compressors.registry import register
-from service.errors import FailedPrecondition
+from pareto_core.errors import FailedPrecondition
 
 NAME = "quantize.dynamic"
 

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 from pydantic import StringConstraints
 
-from service.errors import InvalidArgument
+from pareto_core.errors import InvalidArgument
 
 OpType = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_]*$", max_length=64)]
 NodeName = Annotated[str, StringConstraints(min_length=1, max_length=1024)]

@@ -27,8 +27,6 @@ import numpy as np
 from pydantic import Field
 
 from compressors.base import (
-    FORMAT_ONNX,
-    FORMAT_TORCH_EXPORT,
     ROLE_CALIBRATION,
     ROLE_EVALUATION,
     ROLE_TRAINING,
@@ -42,6 +40,7 @@ from compressors.base import (
 )
 from compressors.registry import register
 from compressors.schedules import Schedule
+from pareto_core.formats import FORMAT_ONNX, FORMAT_TORCH_EXPORT
 
 NAME = "quantize.qat"
 

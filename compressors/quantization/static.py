@@ -34,7 +34,7 @@ from compressors.quantization.options import (
     quantizable_ops,
 )
 from compressors.registry import register
-from runtimes.base import Signature
+from pareto_core.tensors import Signature
 
 NAME = "quantize.static"
 DEFAULT_PERCENTILE = 99.999

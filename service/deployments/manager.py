@@ -13,6 +13,7 @@ import threading
 from dataclasses import replace
 from typing import Any
 
+from pareto_core.errors import AlreadyExists, InvalidArgument, NotFound, ParetoError
 from service import metrics
 from service.dataplane import Decoder, InferResult
 from service.deployments import endpoint as ep
@@ -27,7 +28,6 @@ from service.deployments.records import (
 )
 from service.deployments.stats import TargetStats
 from service.deployments.targets import ServingTarget, build_target, forget_metrics, publish_weight
-from service.errors import AlreadyExists, InvalidArgument, NotFound, ParetoError
 from service.servables import Servable
 from service.sessions import SessionManager
 from service.shadow import ShadowQueue

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from runtimes.base import Signature, TensorSpec
+from pareto_core.tensors import Signature, TensorSpec
 
 
 def signature_mismatch(a: Signature, b: Signature) -> str:

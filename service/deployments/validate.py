@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
+from pareto_core.errors import FailedPrecondition, InvalidArgument, NotFound, ParetoError
 from service import names
 from service.deployments.records import (
     AGREEMENT_MEASURES,
@@ -20,7 +21,6 @@ from service.deployments.records import (
     TargetSpec,
 )
 from service.deployments.signatures import signature_mismatch
-from service.errors import FailedPrecondition, InvalidArgument, NotFound, ParetoError
 from service.servables import (
     VARIANT_ID,
     VARIANT_SERVING_NAME,

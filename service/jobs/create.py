@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from compressors import registry
-from compressors.base import FORMAT_ONNX, FORMAT_TORCH_EXPORT, ROLES
-from service.errors import FailedPrecondition, InvalidArgument
+from compressors.base import ROLES
+from pareto_core.errors import FailedPrecondition, InvalidArgument
+from pareto_core.formats import FORMAT_ONNX, FORMAT_ONNX_BUNDLE, FORMAT_TORCH_EXPORT
 from service.store.records import JobRecord, RecipeSpec
-from service.store.repository import FORMAT_ONNX_BUNDLE, ModelRecord
+from service.store.repository import ModelRecord
 from service.store.sqlite_repository import SqliteRepository
 
 DEFAULT_RUNTIME = "onnxruntime_cpu"

@@ -7,13 +7,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from compressors.base import Artifact, Dataset
+from pareto_core.formats import FORMAT_ONNX_BUNDLE
 from service.jobs.create import ARTIFACT_FORMATS
 from service.jobs.variant_store import evaluation_settings, file_sha256
 from service.settings import Settings
 from service.store.blobs import BlobStore
 from service.store.bundles import find_onnx
 from service.store.records import JobRecord
-from service.store.repository import FORMAT_ONNX_BUNDLE, ModelRecord
+from service.store.repository import ModelRecord
 
 if TYPE_CHECKING:
     from compressors.evaluate import EvaluationSettings

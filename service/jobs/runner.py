@@ -18,9 +18,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from compressors.base import FORMAT_ONNX, Artifact, Dataset, StepContext
+from compressors.base import Artifact, Dataset, StepContext
 from compressors.pipeline import Step, parse_steps, run_recipe
-from service.errors import Cancelled, FailedPrecondition, Internal, ParetoError
+from pareto_core.errors import Cancelled, FailedPrecondition, Internal, ParetoError
+from pareto_core.formats import FORMAT_ONNX
 from service.jobs.checkpoints import remove_checkpoints, step_checkpoints
 from service.jobs.events import JobProgress, finish_job
 from service.jobs.job_inputs import job_evaluation_settings, load_job_inputs, parent_artifact
@@ -273,7 +274,7 @@ class JobRun:
             except Cancelled:
                 raise
             except ParetoError as exc:
-                why = f"{p.recipe.name}: cannot be measured on {runtime}: {exc.code.name}: {exc}"
+                why = f"{p.recipe.name}: cannot be measured on {runtime}: {exc.code}: {exc}"
                 self.failures.append(why)
                 self.progress.emit("evaluate", RECIPES_SHARE, why, force=True)
                 continue

@@ -29,7 +29,7 @@ import subprocess
 import threading
 import time
 
-from service.errors import FailedPrecondition
+from pareto_core.errors import FailedPrecondition
 from service.jobs import spawn
 from service.jobs.checkpoints import remove_checkpoints
 from service.jobs.events import finish_job

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from compressors.base import FORMAT_ONNX, Artifact, Dataset, ProgressFn
-from service.errors import Internal, ParetoError
+from compressors.base import Artifact, Dataset, ProgressFn
+from pareto_core.errors import Internal, ParetoError
+from pareto_core.formats import FORMAT_ONNX
 from service.store.blobs import BlobStore
 from service.store.records import JobRecord, RecipeSpec, VariantRecord
 from service.store.sqlite_repository import SqliteRepository

@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=settings.log_level, format=f"%(asctime)s {args.job_id} %(levelname)s %(message)s"
     )
-    from service.errors import JobFenced
+    from pareto_core.errors import JobFenced
     from service.jobs.runner import run_job
 
     try:

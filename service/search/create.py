@@ -15,8 +15,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from compressors import registry
-from compressors.base import FORMAT_ONNX, JobInfo
-from service.errors import FailedPrecondition, InvalidArgument
+from compressors.base import JobInfo
+from pareto_core.errors import FailedPrecondition, InvalidArgument
+from pareto_core.formats import FORMAT_ONNX
 from service.jobs.create import (
     ARTIFACT_FORMATS,
     JobRequest,

@@ -26,7 +26,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from service.errors import Cancelled, ParetoError
+from pareto_core.errors import Cancelled, ParetoError
 from service.search import space
 from service.search.trial import NotApplicable, Pruned, TrialInputs, chain_keys, run_trial
 

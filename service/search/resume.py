@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from service.errors import FailedPrecondition, InvalidArgument
+from pareto_core.errors import FailedPrecondition, InvalidArgument
 from service.jobs.create import JobRequest, new_job_id
 from service.search import spec as checks
 from service.store.records import JOB_QUEUED, JOB_RUNNING, JobRecord

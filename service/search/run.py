@@ -21,7 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from service.errors import Cancelled, FailedPrecondition, ParetoError
+from pareto_core.errors import Cancelled, FailedPrecondition, ParetoError
 from service.jobs.events import JobProgress, finish_job
 from service.jobs.job_inputs import job_evaluation_settings, load_job_inputs, parent_artifact
 from service.search import space

@@ -12,7 +12,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from service.errors import InvalidArgument
+from pareto_core.errors import InvalidArgument
 
 OBJECTIVES = ("latency_p50", "latency_p99", "size", "compressed_size", "memory")
 DEFAULT_OBJECTIVES = ("latency_p50", "size")

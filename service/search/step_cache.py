@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from compressors.base import Artifact
-from runtimes.base import Signature, TensorSpec
+from pareto_core.tensors import Signature, TensorSpec
 
 ENTRY = "entry.json"
 DEFAULT_MAX_BYTES = 2 * 1024**3

@@ -21,9 +21,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from compressors.base import FORMAT_ONNX, Artifact, Dataset, ProgressFn, StepContext
+from compressors.base import Artifact, Dataset, ProgressFn, StepContext
 from compressors.pipeline import parse_steps, run_recipe
-from service.errors import FailedPrecondition
+from pareto_core.errors import FailedPrecondition
+from pareto_core.formats import FORMAT_ONNX
 from service.search.measures import summarize
 from service.search.step_cache import StepCache, step_key
 from service.store.records import RecipeSpec

@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from service.errors import Cancelled, ParetoError
+from pareto_core.errors import Cancelled, ParetoError
 from service.jobs.variant_store import Produced, measure, store_variant
 from service.search.trial import TrialInputs, build
 from service.store.blobs import BlobStore

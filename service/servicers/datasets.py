@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from pareto.v1 import datasets_pb2, datasets_pb2_grpc
+from pareto_core.errors import InvalidArgument
 from service import names
 from service.datasets import DatasetUploader, DatasetUploadRequest, delete_dataset
-from service.errors import InvalidArgument
 from service.servicers.engine_convert import dataset_to_proto
 from service.settings import Settings
 from service.store.blobs import BlobStore

@@ -10,6 +10,7 @@ from google.protobuf.json_format import MessageToDict, ParseDict
 
 from pareto.v1 import deployments_pb2 as pb
 from pareto.v1 import deployments_pb2_grpc as pb_grpc
+from pareto_core.errors import InvalidArgument
 from service.deployments.manager import DeploymentManager
 from service.deployments.records import (
     ROLE_PRIMARY,
@@ -20,7 +21,6 @@ from service.deployments.records import (
     TargetSpec,
 )
 from service.deployments.report import build_report
-from service.errors import InvalidArgument
 
 _ROLES = {
     pb.ROLE_UNSPECIFIED: ROLE_PRIMARY,

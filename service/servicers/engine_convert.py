@@ -20,7 +20,7 @@ from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from pareto.v1 import common_pb2, datasets_pb2, jobs_pb2, variants_pb2
-from service.errors import InvalidArgument
+from pareto_core.errors import InvalidArgument
 from service.servicers.models import tensor_to_proto
 from service.store.records import DatasetRecord, JobEvent, JobRecord, RecipeSpec, VariantRecord
 

@@ -11,10 +11,10 @@ from collections.abc import Callable, Iterator
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
+from pareto_core.errors import ParetoError
 from runtimes import registry
 from service import kserve_codec, names
 from service.dataplane import DataPlane
-from service.errors import ParetoError
 from service.router import ROUTE_KEY
 
 SERVER_NAME = "pareto"
@@ -67,7 +67,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             try:
                 yield pb.ModelStreamInferResponse(infer_response=self._infer(request, context))
             except ParetoError as exc:
-                yield pb.ModelStreamInferResponse(error_message=f"{exc.code.name}: {exc}")
+                yield pb.ModelStreamInferResponse(error_message=f"{exc.code}: {exc}")
 
     def _infer(self, request: pb.ModelInferRequest, context=None) -> pb.ModelInferResponse:
         def decode(signature):

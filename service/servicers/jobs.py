@@ -10,8 +10,8 @@ import grpc
 from google.protobuf.json_format import MessageToDict
 
 from pareto.v1 import jobs_pb2, jobs_pb2_grpc
+from pareto_core.errors import InvalidArgument, NotFound
 from service import names
-from service.errors import InvalidArgument, NotFound
 from service.jobs.create import JobRequest, validate_job
 from service.jobs.scheduler import JobScheduler
 from service.search.convert import result_to_proto, search_from_proto, spec_to_proto

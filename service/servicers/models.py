@@ -7,10 +7,10 @@ from collections.abc import Iterator
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from pareto.v1 import common_pb2, models_pb2, models_pb2_grpc
-from runtimes.base import TensorSpec
+from pareto_core.errors import InvalidArgument
+from pareto_core.tensors import TensorSpec
 from service import metrics, names
 from service.catalog import ModelCatalog
-from service.errors import InvalidArgument
 from service.store.repository import ModelRecord, ModelRepository
 from service.uploads import Uploader, UploadRequest
 

@@ -7,13 +7,13 @@ from pathlib import Path
 
 from pareto.v1 import runtimes_pb2 as pb
 from pareto.v1 import runtimes_pb2_grpc as pb_grpc
+from pareto_core.formats import FORMAT_ONNX_BUNDLE
 from runtimes import registry
 from runtimes.base import Runtime
 from runtimes.triton_config import ExportSettings, build_config, config_text, ensure_onnx
 from service.servables import Servable, ServableResolver
 from service.store.blobs import BlobStore
 from service.store.bundles import find_onnx
-from service.store.repository import FORMAT_ONNX_BUNDLE
 
 CHUNK_BYTES = 1 << 20
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from pareto.v1 import variants_pb2, variants_pb2_grpc
+from pareto_core.errors import InvalidArgument
 from service import names
-from service.errors import InvalidArgument
 from service.servicers.engine_convert import variant_to_proto
 from service.sessions import SessionManager
 from service.store.blobs import BlobStore

@@ -36,7 +36,7 @@ import time
 import uuid
 from pathlib import Path
 
-from service.errors import InvalidArgument, NotFound
+from pareto_core.errors import InvalidArgument, NotFound
 from service.store.bundles import DEFAULT_MAX_UNPACKED_BYTES, safe_extract
 
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")

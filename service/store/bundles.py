@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from service.errors import InvalidArgument, ResourceExhausted
+from pareto_core.errors import InvalidArgument, ResourceExhausted
 
 MAX_MEMBERS = 10_000
 DEFAULT_MAX_UNPACKED_BYTES = 16 * 1024**3

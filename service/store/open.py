@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
-from service.errors import FailedPrecondition
+from pareto_core.errors import FailedPrecondition
 from service.settings import Settings
 from service.store.sqlite_repository import SqliteRepository
 

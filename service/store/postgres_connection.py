@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from service.errors import FailedPrecondition
+from pareto_core.errors import FailedPrecondition
 
 SCHEMES = ("postgresql", "postgres")
 

@@ -35,7 +35,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from service.errors import FailedPrecondition, Unavailable
+from pareto_core.errors import FailedPrecondition, Unavailable
 from service.store.postgres_connection import (
     PgConnection,
     check_url,

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 
-from service.errors import FailedPrecondition
+from pareto_core.errors import FailedPrecondition
 from service.store.sql_types import Connection
 from service.store.sqlite_codec import now, time_to_text
 from service.store.sqlite_schema import MIGRATIONS, SCHEMA_VERSION

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from runtimes.base import Signature, TensorSpec
+from pareto_core.tensors import Signature, TensorSpec
 
 JOB_QUEUED = "QUEUED"
 JOB_RUNNING = "RUNNING"

@@ -10,13 +10,7 @@ import abc
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from runtimes.base import Signature
-
-# Model formats as stored (the proto enum names without prefix, lower case).
-FORMAT_ONNX = "onnx"
-FORMAT_ONNX_BUNDLE = "onnx_bundle"
-FORMAT_TORCH_EXPORT = "torch_export"
-FORMATS = (FORMAT_ONNX, FORMAT_ONNX_BUNDLE, FORMAT_TORCH_EXPORT)
+from pareto_core.tensors import Signature
 
 
 @dataclass(frozen=True)

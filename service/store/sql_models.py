@@ -14,10 +14,11 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from runtimes.base import Signature
-from service.errors import AlreadyExists, InvalidArgument, JobFenced, NotFound
+from pareto_core import formats
+from pareto_core.errors import AlreadyExists, InvalidArgument, JobFenced, NotFound
+from pareto_core.tensors import Signature
 from service.store.records import JOB_QUEUED
-from service.store.repository import FORMATS, ModelRecord, ModelRepository
+from service.store.repository import ModelRecord, ModelRepository
 from service.store.sql_types import Connection
 from service.store.sqlite_codec import specs_from_json, specs_to_json
 
@@ -82,10 +83,7 @@ class SqlModels(ModelRepository):
             raise JobFenced(f"job {job_id} is no longer this worker's run {attempt} ({found})")
 
     def add_model(self, record: ModelRecord, new_version: bool) -> ModelRecord:
-        if record.format not in FORMATS:
-            raise InvalidArgument(
-                f"format must be one of {', '.join(FORMATS)}, got {record.format!r}"
-            )
+        formats.check_stored(record.format)
         created_at = datetime.now(UTC)
         with self._tx() as c:
             row = c.execute(

@@ -11,7 +11,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from runtimes.base import TensorSpec
+from pareto_core.tensors import TensorSpec
 from service.store.records import RecipeSpec
 
 

@@ -7,7 +7,7 @@ from contextlib import AbstractContextManager
 from dataclasses import replace
 from typing import Any
 
-from service.errors import AlreadyExists, FailedPrecondition, NotFound
+from pareto_core.errors import AlreadyExists, FailedPrecondition, NotFound
 from service.store.engine_repository import DatasetRepository
 from service.store.records import JOB_QUEUED, JOB_RUNNING, DatasetRecord
 from service.store.sql_types import Connection

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from service.errors import InvalidArgument, NotFound
+from pareto_core.errors import InvalidArgument, NotFound
 from service.store.records import JOB_STATES, JobEvent, JobRecord
 from service.store.sql_types import Connection
 from service.store.sqlite_codec import (

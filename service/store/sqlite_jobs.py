@@ -14,7 +14,7 @@ from contextlib import AbstractContextManager
 from dataclasses import replace
 from typing import Any
 
-from service.errors import AlreadyExists, NotFound, ResourceExhausted
+from pareto_core.errors import AlreadyExists, NotFound, ResourceExhausted
 from service.store.engine_repository import JobRepository
 from service.store.records import JOB_FINAL_STATES, JOB_QUEUED, JobEvent, JobRecord
 from service.store.sql_types import Connection

@@ -20,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from service.errors import FailedPrecondition
+from pareto_core.errors import FailedPrecondition
 from service.store.sql_models import SqlModels, already_exists_message
 from service.store.sqlite_codec import now
 from service.store.sqlite_datasets import SqliteDatasets

@@ -7,8 +7,8 @@ from contextlib import AbstractContextManager
 from dataclasses import replace
 from typing import Any
 
-from runtimes.base import Signature
-from service.errors import AlreadyExists, NotFound
+from pareto_core.errors import AlreadyExists, NotFound
+from pareto_core.tensors import Signature
 from service.store.engine_repository import VariantRepository
 from service.store.records import VariantRecord
 from service.store.sql_types import Connection

@@ -15,7 +15,7 @@ from tritonclient.utils import InferenceServerException
 
 from pareto.v1 import deployments_pb2 as pb
 from pareto_cli.client import ParetoClient
-from service.errors import Internal
+from pareto_core.errors import Internal
 from service.server import GatewayServer
 from tests.integration.deployment_helpers import (
     VARIANT,

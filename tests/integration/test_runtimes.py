@@ -20,10 +20,10 @@ from pareto.v1 import deployments_pb2, deployments_pb2_grpc, runtimes_pb2, runti
 from pareto_cli.client import ParetoClient
 from pareto_cli.datasets import upload_dataset
 from pareto_cli.main import cli
+from pareto_core.errors import FailedPrecondition, Unavailable
 from runtimes.edgetpu_tflite import litert_python
 from runtimes.triton_config import check_repository
 from service import metrics
-from service.errors import FailedPrecondition, Unavailable
 from service.server import GatewayServer
 from tests.integration.conftest import make_settings
 from tests.integration.test_crash_recovery import start_server

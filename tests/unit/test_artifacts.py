@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
+from pareto_core.errors import FailedPrecondition
 from runtimes.artifacts import ArtifactCache, cache_key
 from runtimes.base import RuntimeDescription
 from runtimes.onnxruntime_cpu import OnnxRuntimeCpu
 from service import metrics
-from service.errors import FailedPrecondition
 
 SHA = "ab" * 32
 

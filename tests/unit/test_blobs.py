@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from service.errors import InvalidArgument, NotFound
+from pareto_core.errors import InvalidArgument, NotFound
 from service.store.blobs import BlobStore
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from compressors.budget import check_budget, validate_budget
-from service.errors import InvalidArgument
+from pareto_core.errors import InvalidArgument
 
 LABELED_PARENT = {"quality": {"accuracy": 0.97, "cosine_mean": 1.0, "top1_agreement": 1.0}}
 UNLABELED_PARENT = {"quality": {"cosine_mean": 1.0, "top1_agreement": 1.0}}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from service.errors import InvalidArgument, ResourceExhausted
+from pareto_core.errors import InvalidArgument, ResourceExhausted
 from service.store.bundles import detect_archive_type, find_onnx, safe_extract
 
 LIMIT = 1024 * 1024

@@ -14,8 +14,8 @@ from compressors.base import Artifact, StepContext
 from compressors.clustering.kmeans import cluster_weights, kmeans_1d
 from compressors.pipeline import parse_steps, run_recipe
 from examples.models import onnx_accuracy
-from service.errors import InvalidArgument
-from service.model_inspect import onnx_signature
+from pareto_core.errors import InvalidArgument
+from pareto_core.onnx_signature import onnx_signature
 
 
 @pytest.fixture

@@ -12,7 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runtimes.base import Signature, TensorSpec
+from pareto_core.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+)
+from pareto_core.tensors import Signature, TensorSpec
 from service.datasets import (
     DatasetUploader,
     DatasetUploadRequest,
@@ -20,13 +27,6 @@ from service.datasets import (
     delete_dataset,
     inspect_npz,
     load_dataset,
-)
-from service.errors import (
-    AlreadyExists,
-    FailedPrecondition,
-    InvalidArgument,
-    NotFound,
-    ResourceExhausted,
 )
 from service.store.records import DatasetRecord, JobRecord, RecipeSpec
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from pareto_core.errors import FailedPrecondition, InvalidArgument
 from runtimes.edgetpu_tflite import EdgeTpuTflite, edgetpu_delegate_present, parse_compiler_report
 from runtimes.tflite_session import dequantize, quantize
-from service.errors import FailedPrecondition, InvalidArgument
 
 # As printed by edgetpu_compiler -s (Coral documentation, "Edge TPU Compiler").
 COMPILER_OUTPUT = """Edge TPU Compiler version 16.0.384591198

@@ -8,7 +8,7 @@ from concurrent import futures
 import grpc
 import pytest
 
-from service import errors
+from pareto_core import errors
 from service.interceptors import ErrorInterceptor
 
 TABLE = [

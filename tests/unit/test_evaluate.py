@@ -18,8 +18,8 @@ from compressors.model_stats import file_stats
 from compressors.quality import cosine_similarities, cross_entropy, quality_metrics
 from examples.models import onnx_accuracy
 from pareto.v1 import variants_pb2
-from runtimes.base import Signature, TensorSpec
-from service.errors import FailedPrecondition, InvalidArgument
+from pareto_core.errors import FailedPrecondition, InvalidArgument
+from pareto_core.tensors import Signature, TensorSpec
 
 DIGITS = Signature(
     (TensorSpec("pixels", "FP32", (-1, 1, 8, 8)),), (TensorSpec("logits", "FP32", (-1, 10)),)

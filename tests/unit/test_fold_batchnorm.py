@@ -12,8 +12,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from compressors import registry
 from compressors.base import Artifact, StepContext
-from service.errors import InvalidArgument
-from service.model_inspect import onnx_signature
+from pareto_core.errors import InvalidArgument
+from pareto_core.onnx_signature import onnx_signature
 
 RNG = np.random.default_rng(0)
 

@@ -8,8 +8,8 @@ import re
 import pytest
 
 import tests.job_techniques  # noqa: F401  (registers the test.* techniques)
-from runtimes.base import TensorSpec
-from service.errors import FailedPrecondition, InvalidArgument, NotFound
+from pareto_core.errors import FailedPrecondition, InvalidArgument, NotFound
+from pareto_core.tensors import TensorSpec
 from service.jobs.create import JobRequest, validate_job
 from service.store.records import DatasetRecord, RecipeSpec
 from service.uploads import UploadRequest

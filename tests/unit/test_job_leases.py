@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from service.errors import ResourceExhausted
+from pareto_core.errors import ResourceExhausted
 from service.store.records import (
     JOB_FAILED,
     JOB_QUEUED,
@@ -159,7 +159,7 @@ def test_job_records_keep_their_new_fields(backend):
 def test_a_fenced_worker_writes_nothing_once_its_job_was_taken(backend):
     """A worker's repository is fenced to its run: after its replica lost the job (re-queued,
     then claimed again elsewhere), its events, variants and final state are refused."""
-    from service.errors import JobFenced
+    from pareto_core.errors import JobFenced
     from service.store.records import JobEvent
 
     a, b, worker = backend.open(), backend.open(), backend.open()

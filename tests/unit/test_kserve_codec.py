@@ -7,8 +7,8 @@ import pytest
 from tritonclient.grpc import InferInput, InferRequestedOutput, InferResult, service_pb2
 from tritonclient.grpc._utils import _get_inference_request
 
-from runtimes.base import KSERVE_TO_NUMPY, Signature, TensorSpec
-from service.errors import Internal, InvalidArgument
+from pareto_core.errors import Internal, InvalidArgument
+from pareto_core.tensors import KSERVE_TO_NUMPY, Signature, TensorSpec
 from service.kserve_codec import (
     CONTENTS_FIELD,
     decode_inputs,

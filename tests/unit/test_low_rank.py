@@ -14,8 +14,8 @@ from compressors import registry
 from compressors.base import Artifact, StepContext
 from compressors.low_rank.svd import choose_rank
 from examples.models import onnx_accuracy
-from service.errors import InvalidArgument
-from service.model_inspect import onnx_signature
+from pareto_core.errors import InvalidArgument
+from pareto_core.onnx_signature import onnx_signature
 
 RNG = np.random.default_rng(0)
 

@@ -12,9 +12,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from runtimes.base import Signature, TensorSpec
+from pareto_core.errors import Internal
+from pareto_core.tensors import Signature, TensorSpec
 from runtimes.memory_probe import MEMORY_METHOD, ProbeResult, measure_model_memory, zero_inputs
-from service.errors import Internal
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 FIELDS = {

@@ -11,9 +11,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
+from pareto_core.errors import InvalidArgument
+from pareto_core.tensors import TensorSpec
 from runtimes import pt2_inspect
-from runtimes.base import TensorSpec
-from service.errors import InvalidArgument
 from service.model_inspect import inspect_model
 
 LIMIT = 64 * 1024 * 1024

@@ -11,9 +11,9 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from runtimes.base import Signature, TensorSpec
+from pareto_core.errors import FailedPrecondition, Internal, InvalidArgument
+from pareto_core.tensors import Signature, TensorSpec
 from runtimes.onnxruntime_cpu import OnnxRuntimeCpu, OrtOptions, OrtSession, session_options_from
-from service.errors import FailedPrecondition, Internal, InvalidArgument
 
 OPSET = 17
 IR_VERSION = 8

@@ -12,8 +12,8 @@ from onnx import numpy_helper
 import tests.job_techniques  # noqa: F401  (registers the test.* techniques)
 from compressors.base import Artifact, StepContext
 from compressors.pipeline import Step, parse_steps, run_recipe
-from runtimes.base import Signature, TensorSpec
-from service.errors import Cancelled, FailedPrecondition, InvalidArgument
+from pareto_core.errors import Cancelled, FailedPrecondition, InvalidArgument
+from pareto_core.tensors import Signature, TensorSpec
 
 SIGNATURE = Signature((TensorSpec("X", "FP32", (-1, 3)),), (TensorSpec("Y", "FP32", (-1, 2)),))
 

@@ -11,7 +11,7 @@ import threading
 import psycopg
 import pytest
 
-from service.errors import FailedPrecondition
+from pareto_core.errors import FailedPrecondition
 from service.settings import Settings
 from service.store.open import lock_dir, open_repository, orphan_grace_s
 from service.store.postgres_connection import Row, redact, to_pyformat

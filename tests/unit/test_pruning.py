@@ -16,9 +16,9 @@ from compressors.base import Artifact, Dataset, StepContext
 from compressors.finetune import train
 from compressors.pruning.magnitude import magnitude_masks
 from examples.models import digits_split, onnx_accuracy
-from runtimes.base import Signature, TensorSpec
-from service.errors import Cancelled, FailedPrecondition, InvalidArgument
-from service.model_inspect import onnx_signature
+from pareto_core.errors import Cancelled, FailedPrecondition, InvalidArgument
+from pareto_core.onnx_signature import onnx_signature
+from pareto_core.tensors import Signature, TensorSpec
 
 
 @pytest.fixture

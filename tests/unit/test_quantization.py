@@ -20,7 +20,7 @@ from onnx import TensorProto, helper, numpy_helper
 from compressors import onnx_utils, registry
 from compressors.base import Artifact, Dataset, StepContext, StepResult
 from examples.models import BuiltModel, digits_split
-from service.errors import Cancelled, FailedPrecondition, InvalidArgument
+from pareto_core.errors import Cancelled, FailedPrecondition, InvalidArgument
 
 # --------------------------------------------------------------------------- helpers
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from pareto_core.errors import FailedPrecondition, InvalidArgument
 from runtimes.base import Runtime, RuntimeDescription, Session
 from runtimes.onnxruntime_cpu import OnnxRuntimeCpu
 from runtimes.registry import (
@@ -18,7 +19,6 @@ from runtimes.registry import (
     list_runtimes,
     runtime_for_format,
 )
-from service.errors import FailedPrecondition, InvalidArgument
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 

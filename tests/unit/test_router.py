@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from service.errors import NotFound
+from pareto_core.errors import NotFound
 from service.router import Route
 
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from runtimes.base import Signature
+from pareto_core.errors import FailedPrecondition, InvalidArgument
+from pareto_core.tensors import Signature
 from runtimes.registry import get_runtime
 from service import runtime_prep
-from service.errors import FailedPrecondition, InvalidArgument
 from service.servables import Servable
 
 MODEL = Servable("digits", "1", "onnx", "ab" * 32, 10, Signature((), ()))

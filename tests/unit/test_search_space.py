@@ -13,7 +13,7 @@ import pytest
 
 from compressors import registry
 from compressors.base import Artifact
-from runtimes.base import Signature, TensorSpec
+from pareto_core.tensors import Signature, TensorSpec
 from service.search import space
 from service.search.measures import summarize
 from service.search.step_cache import StepCache, step_key

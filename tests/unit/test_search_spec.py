@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from service.errors import InvalidArgument
+from pareto_core.errors import InvalidArgument
 from service.search import spec as checks
 from service.search.study import make_sampler, storage_url
 

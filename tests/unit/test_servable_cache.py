@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from runtimes.base import Signature, TensorSpec
-from service.errors import NotFound
+from pareto_core.errors import NotFound
+from pareto_core.tensors import Signature, TensorSpec
 from service.servables import ServableResolver
 from service.store.repository import ModelRecord
 from service.store.sqlite_repository import SqliteRepository

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from pareto_core.errors import FailedPrecondition
 from service.datadir import DataDirLock
-from service.errors import FailedPrecondition
 from service.jobs.spawn import worker_env
 from service.settings import Settings, SettingsError, load_settings
 from service.store.blobs import BlobStore

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from pareto_core.errors import AlreadyExists, FailedPrecondition, NotFound
 from service.deployments.records import (
     CANARY_RUNNING,
     ROLE_SHADOW,
@@ -16,7 +17,6 @@ from service.deployments.records import (
     DeploymentRecord,
     TargetSpec,
 )
-from service.errors import AlreadyExists, FailedPrecondition, NotFound
 from service.store.sqlite_codec import now
 from tests.store_backends import BACKENDS, StoreBackend, store_backend
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from runtimes.base import Signature, TensorSpec
-from service.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from pareto_core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from pareto_core.tensors import Signature, TensorSpec
 from service.store.records import (
     JOB_CANCELLED,
     JOB_FAILED,

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from runtimes.base import Signature, TensorSpec
-from service.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from pareto_core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from pareto_core.tensors import Signature, TensorSpec
 from service.store.repository import ModelRecord
 from service.store.sqlite_repository import SCHEMA_VERSION, SqliteRepository
 from tests.store_backends import BACKENDS, StoreBackend, store_backend

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from runtimes.base import Signature, TensorSpec
+from pareto_core.errors import FailedPrecondition, InvalidArgument
+from pareto_core.tensors import Signature, TensorSpec
 from runtimes.tensorrt_gpu import TensorRtGpu, missing_requirement
 from runtimes.tensorrt_plan import (
     TensorRtOptions,
@@ -15,7 +16,6 @@ from runtimes.tensorrt_plan import (
     has_qdq_nodes,
     precision_flags,
 )
-from service.errors import FailedPrecondition, InvalidArgument
 
 DIGITS = Signature((TensorSpec("pixels", "FP32", (-1, 1, 8, 8)),), ())
 TEXT = Signature(

@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pareto_core.errors import FailedPrecondition, InvalidArgument
+from pareto_core.tensors import KSERVE_TO_NUMPY, Signature, TensorSpec
 from runtimes import cuda_probe, torch_cuda
-from runtimes.base import KSERVE_TO_NUMPY, Signature, TensorSpec
 from runtimes.cuda_probe import CPU_BUILD, NO_DEVICE, missing_requirement
 from runtimes.options import parse_options
 from runtimes.registry import get_runtime
@@ -22,7 +23,6 @@ from runtimes.torch_cuda import (
     torch_dtype,
     warmup_plan,
 )
-from service.errors import FailedPrecondition, InvalidArgument
 
 DIGITS = Signature((TensorSpec("pixels", "FP32", (-1, 1, 8, 8)),), ())
 TEXT = Signature(

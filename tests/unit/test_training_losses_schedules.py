@@ -122,7 +122,7 @@ def _regression(checkpoint: Checkpoint | None, killed_after: int = 0) -> tuple[A
 
 
 def test_a_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path):
-    from service.errors import Cancelled
+    from pareto_core.errors import Cancelled
 
     straight, report = _regression(None)
     assert report["epochs_run"] == 4 and report["resumed_from_epoch"] == 0

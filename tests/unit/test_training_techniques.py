@@ -7,18 +7,11 @@ import numpy as np
 import pytest
 
 from compressors import onnx_utils, registry
-from compressors.base import (
-    FORMAT_ONNX,
-    FORMAT_TORCH_EXPORT,
-    Artifact,
-    Dataset,
-    JobInfo,
-    ModelInfo,
-    StepContext,
-)
+from compressors.base import Artifact, Dataset, JobInfo, ModelInfo, StepContext
 from examples.models import digits_split, onnx_accuracy
-from runtimes.base import Signature, TensorSpec
-from service.errors import FailedPrecondition, InvalidArgument, NotFound
+from pareto_core.errors import FailedPrecondition, InvalidArgument, NotFound
+from pareto_core.formats import FORMAT_ONNX, FORMAT_TORCH_EXPORT
+from pareto_core.tensors import Signature, TensorSpec
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,8 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from runtimes.base import Signature, TensorSpec
+from pareto_core.errors import FailedPrecondition, InvalidArgument
+from pareto_core.tensors import Signature, TensorSpec
 from runtimes.triton_config import (
     ExportSettings,
     build_config,
@@ -17,7 +18,6 @@ from runtimes.triton_config import (
     config_text,
     ensure_onnx,
 )
-from service.errors import FailedPrecondition, InvalidArgument
 
 DIGITS = Signature(
     (TensorSpec("pixels", "FP32", (-1, 1, 8, 8)),), (TensorSpec("logits", "FP32", (-1, 10)),)

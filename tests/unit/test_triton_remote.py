@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from tritonclient.utils import InferenceServerException
 
+from pareto_core.errors import FailedPrecondition, InvalidArgument, Unavailable
 from runtimes.triton_remote import TritonRemote, call_with_retries
-from service.errors import FailedPrecondition, InvalidArgument, Unavailable
 
 
 def _failing(statuses: list[str]):

@@ -13,12 +13,7 @@ import zipfile
 
 import pytest
 
-from service.errors import (
-    AlreadyExists,
-    FailedPrecondition,
-    InvalidArgument,
-    ResourceExhausted,
-)
+from pareto_core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, ResourceExhausted
 from service.store.bundles import find_onnx
 from service.uploads import UploadRequest, delete_model, recover_store
 
