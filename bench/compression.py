@@ -3,7 +3,7 @@
 `python -m bench.compression [--threads 1] [--iterations N] [--only minilm|digits]`.
 Each technique is applied straight from the registry (`compressors.registry.get(name)
 .apply(...)`), then the parent and all variants of one model are measured in ONE
-`compressors.evaluate.evaluate` call: same process, same thread settings, latency rounds
+`compressors.measure.evaluate.evaluate` call: same process, same thread settings, latency rounds
 interleaved model by model, so the machine's drift hits every model alike.
 
 * MiniLM (b1, s32): quantize.dynamic (per-channel, and per-tensor for contrast) and
@@ -35,7 +35,7 @@ import numpy as np
 from bench.common import REPO_ROOT, machine_info, package_versions
 from compressors import registry
 from compressors.base import Artifact, Dataset, StepContext
-from compressors.evaluate import EvaluationSettings, evaluate
+from compressors.measure.evaluate import EvaluationSettings, evaluate
 
 RESULTS = REPO_ROOT / "bench" / "results" / "compression.json"
 MODEL_CACHE = REPO_ROOT / ".pareto" / "examples"

@@ -4,7 +4,7 @@
 [--only minilm|digits]`.
 Every model goes through the registered techniques themselves (`distill.knowledge`,
 `quantize.dynamic`, `quantize.qat`, `prune.gradual`) as a job's worker would run them, then
-each teacher and its students are measured in ONE `compressors.evaluate.evaluate` call
+each teacher and its students are measured in ONE `compressors.measure.evaluate.evaluate` call
 (latency rounds interleaved, same threads), on data never trained on.
 
 * MiniLM: a 3-layer student (teacher layers 1, 3, 5: `examples.models.
@@ -38,7 +38,7 @@ from bench.common import REPO_ROOT, machine_info, package_versions
 from bench.compression import ratios
 from compressors import registry
 from compressors.base import Artifact, Dataset, StepContext
-from compressors.evaluate import EvaluationSettings, evaluate
+from compressors.measure.evaluate import EvaluationSettings, evaluate
 
 RESULTS = REPO_ROOT / "bench" / "results" / "distillation.json"
 MODEL_CACHE = REPO_ROOT / ".pareto" / "examples"
@@ -93,9 +93,9 @@ def apply(
 
 
 def onnx_artifact(path: Path) -> Artifact:
-    from compressors import onnx_utils
+    from compressors.graph.files import artifact_for
 
-    return onnx_utils.artifact_for(path)
+    return artifact_for(path)
 
 
 def digits(work: Path, settings: EvaluationSettings, log: Any, threads: int = 1) -> dict[str, Any]:

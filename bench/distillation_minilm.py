@@ -10,7 +10,7 @@ import numpy as np
 
 from bench.compression import ratios
 from compressors.base import Artifact, Dataset
-from compressors.evaluate import EvaluationSettings, evaluate
+from compressors.measure.evaluate import EvaluationSettings, evaluate
 from pareto_core.formats import FORMAT_TORCH_EXPORT
 
 MODEL_CACHE = Path(__file__).resolve().parent.parent / ".pareto" / "examples"
@@ -80,7 +80,7 @@ def transfer_text(held_out: list[str], limit: int, seed: int = 0) -> list[str]:
 
 def minilm(work: Path, settings: EvaluationSettings, log: Any, threads: int = 1) -> dict[str, Any]:
     from bench.distillation import apply, onnx_artifact
-    from compressors import onnx_utils
+    from compressors.graph.run import feeds_for, outputs_of
     from examples.models import export_minilm, export_minilm_student, tokenize
     from examples.text import sentence_pool, split_sentences
 
@@ -106,9 +106,9 @@ def minilm(work: Path, settings: EvaluationSettings, log: Any, threads: int = 1)
         "quantize.dynamic", distilled, {"per_channel": True}, {}, work / "int8", settings.threads
     )
     parent_m, (student_m, int8_m) = evaluate(teacher, [distilled, int8], held, settings)
-    feeds = onnx_utils.feeds_for(teacher.signature, held.inputs, held.num_samples, "held-out")
+    feeds = feeds_for(teacher.signature, held.inputs, held.num_samples, "held-out")
     embed = {
-        n: onnx_utils.outputs_of(a.path, feeds, "embedding", threads, 64)
+        n: outputs_of(a.path, feeds, "embedding", threads, 64)
         for n, a in (("teacher", teacher), ("student", distilled), ("int8", int8))
     }
     return {

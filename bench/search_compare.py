@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from compressors.base import Artifact, Dataset
-from compressors.evaluate import EvaluationSettings, evaluate
+from compressors.measure.evaluate import EvaluationSettings, evaluate
 from pareto.v1 import jobs_pb2, variants_pb2
 from pareto_cli.frontier_plot import PlotPoint, plot_points, points_from_result
 from pareto_cli.frontier_view import recipe_text

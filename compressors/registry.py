@@ -24,7 +24,7 @@ TECHNIQUE_MODULES: tuple[str, ...] = (
     "compressors.pruning.structured",
     "compressors.low_rank.svd",
     "compressors.clustering.kmeans",
-    "compressors.graph.fold_batchnorm",
+    "compressors.folding.batchnorm",
     "compressors.distillation.knowledge",
     "compressors.quantization.qat",
     "compressors.pruning.gradual",

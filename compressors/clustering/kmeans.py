@@ -26,7 +26,8 @@ from compressors.base import (
     Technique,
     TechniqueConfig,
 )
-from compressors.graph import load_model, save_model, set_initializer, weight_refs
+from compressors.graph.edit import set_initializer, weight_refs
+from compressors.graph.files import load_model, save_model
 from compressors.registry import register
 
 MAX_ITERATIONS = 100

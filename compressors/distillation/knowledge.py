@@ -32,7 +32,7 @@ from compressors.base import (
 )
 from compressors.distillation import checks
 from compressors.registry import register
-from compressors.schedules import Schedule
+from compressors.training.schedules import Schedule
 from pareto_core.formats import FORMAT_ONNX, FORMAT_TORCH_EXPORT
 
 NAME = "distill.knowledge"

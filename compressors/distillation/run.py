@@ -8,7 +8,6 @@ from typing import Any
 import numpy as np
 
 from compressors.base import Artifact, Dataset, StepContext, StepResult
-from compressors.checkpoint import Checkpoint
 from compressors.distillation import losses
 from compressors.distillation import student as students
 from compressors.distillation.knowledge import DistillConfig, fingerprint
@@ -19,7 +18,8 @@ from compressors.distillation.transfer import (
     first_output,
     heldout_score,
 )
-from compressors.training import TrainPlan, fit
+from compressors.training.checkpoint import Checkpoint
+from compressors.training.loop import TrainPlan, fit
 
 
 def distill(
@@ -32,7 +32,7 @@ def distill(
 ) -> StepResult:
     import torch
 
-    from compressors.torch_bridge import example_inputs, onnx_source, torch_threads
+    from compressors.training.torch_bridge import example_inputs, onnx_source, torch_threads
 
     teacher_dir = ctx.work_dir / "teacher"
     teacher_dir.mkdir(parents=True, exist_ok=True)
@@ -85,7 +85,7 @@ def _student(
 ) -> tuple[Any, str]:
     if uploaded is not None:
         return students.load_student(uploaded), f"uploaded {uploaded.path.name}"
-    from compressors.torch_bridge import onnx_source
+    from compressors.training.torch_bridge import onnx_source
 
     module = students.derive_student(
         onnx_source(source, ctx.work_dir), example, config.width, config.init, ctx.seed

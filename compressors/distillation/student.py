@@ -36,7 +36,7 @@ def derive_student(
 ) -> Any:
     """The teacher as a torch module with `width` of its channels (see the module doc)."""
     from compressors.pruning.structured import StructuredPruneConfig, prune_channels
-    from compressors.torch_bridge import onnx_to_torch
+    from compressors.training.torch_bridge import onnx_to_torch
 
     try:
         module = onnx_to_torch(teacher_onnx)
@@ -58,7 +58,7 @@ def derive_student(
 
 
 def load_student(artifact: Artifact) -> Any:
-    from compressors.torch_bridge import pt2_to_torch
+    from compressors.training.torch_bridge import pt2_to_torch
 
     return pt2_to_torch(artifact.path)
 
@@ -71,7 +71,7 @@ def export_student(
     module: Any, example: tuple[Any, ...], signature: Signature, out: Path
 ) -> Artifact:
     """The trained student as ONNX with `signature`'s names and dynamic dims."""
-    from compressors.torch_bridge import _exported_module_class, torch_to_onnx
+    from compressors.training.torch_bridge import _exported_module_class, torch_to_onnx
 
     if isinstance(module, _exported_module_class()):
         return _export_dynamo(module.program, example, signature, out)
@@ -86,8 +86,8 @@ def _export_dynamo(
     import onnx
     import torch
 
-    from compressors.graph import save_model
-    from compressors.torch_bridge import _declare_dims
+    from compressors.graph.files import save_model
+    from compressors.training.torch_bridge import _declare_dims
 
     dims = tuple(
         {i: torch.export.Dim.AUTO for i, d in enumerate(spec.shape) if d < 0}

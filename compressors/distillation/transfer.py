@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from compressors import onnx_utils
 from compressors.base import Dataset
+from compressors.graph.run import feeds_for, outputs_of
 from pareto_core.errors import FailedPrecondition
 from pareto_core.tensors import Signature
 
@@ -45,7 +45,7 @@ def teacher_outputs(
     path: Path, signature: Signature, feeds: dict[str, np.ndarray], threads: int
 ) -> np.ndarray:
     output = signature.outputs[0].name
-    return onnx_utils.outputs_of(path, feeds, output, threads, TEACHER_BATCH).astype(np.float32)
+    return outputs_of(path, feeds, output, threads, TEACHER_BATCH).astype(np.float32)
 
 
 def build_transfer_set(
@@ -61,7 +61,7 @@ def build_transfer_set(
     work_dir: Path,
     teacher_hidden: str = "",
 ) -> TransferSet:
-    feeds = onnx_utils.feeds_for(signature, dataset.inputs, dataset.num_samples, "training")
+    feeds = feeds_for(signature, dataset.inputs, dataset.num_samples, "training")
     labels = dataset.labels if use_labels else None
     train_idx, held_idx = split_indices(dataset.num_samples, holdout_fraction, seed, max_samples)
 
@@ -71,7 +71,7 @@ def build_transfer_set(
         ys = np.asarray(labels)[idx].astype(np.int64) if labels is not None else None
         hidden = None
         if teacher_hidden:
-            hidden = onnx_utils.outputs_of(exposed, chosen, teacher_hidden, threads, TEACHER_BATCH)
+            hidden = outputs_of(exposed, chosen, teacher_hidden, threads, TEACHER_BATCH)
         return Split([chosen[t.name] for t in signature.inputs], ys, targets, hidden)
 
     exposed = teacher

@@ -16,16 +16,15 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from compressors.base import Artifact, StepContext, StepResult, Technique, TechniqueConfig
-from compressors.graph import (
+from compressors.graph.edit import (
     WeightRef,
     get_attribute,
-    load_model,
     remove_unused_initializers,
-    save_model,
     set_initializer,
     unique_name,
     weight_refs,
 )
+from compressors.graph.files import load_model, save_model
 from compressors.registry import register
 
 

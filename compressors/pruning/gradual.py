@@ -28,7 +28,7 @@ from compressors.base import (
     TechniqueConfig,
 )
 from compressors.registry import register
-from compressors.schedules import Schedule, polynomial_sparsity
+from compressors.training.schedules import Schedule, polynomial_sparsity
 from pareto_core.formats import FORMAT_ONNX, FORMAT_TORCH_EXPORT
 
 NAME = "prune.gradual"
@@ -110,7 +110,7 @@ class GradualPrune(Technique):
         require_training_set(job, NAME, "the fine-tuning that recovers accuracy uses them")
 
     def apply(self, artifact: Artifact, config: GradualPruneConfig, ctx: StepContext) -> StepResult:
-        from compressors.torch_bridge import (
+        from compressors.training.torch_bridge import (
             example_inputs,
             onnx_source,
             onnx_to_torch,
@@ -140,10 +140,10 @@ def _finetune(
 ) -> tuple[dict[str, Any], _Masks]:
     import torch
 
-    from compressors.checkpoint import Checkpoint
     from compressors.distillation.transfer import split_indices, student_outputs
-    from compressors.finetune import labeled_arrays
-    from compressors.training import TrainPlan, fit
+    from compressors.training.checkpoint import Checkpoint
+    from compressors.training.finetune import labeled_arrays
+    from compressors.training.loop import TrainPlan, fit
 
     arrays, labels = labeled_arrays(training, [t.name for t in artifact.signature.inputs], NAME)
     train_idx, held_idx = split_indices(len(labels), config.holdout_fraction, ctx.seed)

@@ -20,9 +20,10 @@ import numpy as np
 from pydantic import Field
 
 from compressors.base import Artifact, StepContext, StepResult, Technique
-from compressors.finetune import FinetuneFields, finetune_in_step
-from compressors.graph import load_model, save_model, set_initializer, weight_refs
+from compressors.graph.edit import set_initializer, weight_refs
+from compressors.graph.files import load_model, save_model
 from compressors.registry import register
+from compressors.training.finetune import FinetuneFields, finetune_in_step
 from pareto_core.formats import FORMAT_ONNX, FORMAT_TORCH_EXPORT
 
 
@@ -92,7 +93,7 @@ def _finetune(
     """Fine-tune the pruned ONNX model in torch, keeping its zeros; returns (onnx, report)."""
     import torch
 
-    from compressors.torch_bridge import example_inputs, onnx_to_torch, torch_to_onnx
+    from compressors.training.torch_bridge import example_inputs, onnx_to_torch, torch_to_onnx
 
     module = onnx_to_torch(pruned.path)
     masks = [(p, p != 0) for p in module.parameters() if p.ndim >= 2 and bool((p == 0).any())]
@@ -123,7 +124,7 @@ class MagnitudePrune(Technique):
             ctx.dataset("training", self.name)
         source = artifact.path
         if artifact.format != FORMAT_ONNX:
-            from compressors.torch_bridge import onnx_source
+            from compressors.training.torch_bridge import onnx_source
 
             source = onnx_source(artifact, ctx.work_dir)
         model = load_model(source)

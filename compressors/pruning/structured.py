@@ -16,8 +16,8 @@ from typing import Any, Literal
 from pydantic import Field
 
 from compressors.base import Artifact, StepContext, StepResult, Technique
-from compressors.finetune import FinetuneFields, finetune_in_step
 from compressors.registry import register
+from compressors.training.finetune import FinetuneFields, finetune_in_step
 from pareto_core.errors import FailedPrecondition
 from pareto_core.formats import FORMAT_ONNX, FORMAT_TORCH_EXPORT
 
@@ -109,7 +109,7 @@ class StructuredPrune(Technique):
     def apply(
         self, artifact: Artifact, config: StructuredPruneConfig, ctx: StepContext
     ) -> StepResult:
-        from compressors.torch_bridge import (
+        from compressors.training.torch_bridge import (
             example_inputs,
             onnx_source,
             onnx_to_torch,

@@ -13,7 +13,7 @@ constrains (by default: accuracy against labels when the evaluation data has lab
 fit the outputs, else mean cosine to the reference's outputs); mean cosine breaks ties.
 
 The search then keeps the top 1, 2, ... nodes in float32, re-quantizing and re-measuring
-each time, until `compressors.budget.check_budget` passes for the job's quality budget
+each time, until `compressors.measure.budget.check_budget` passes for the job's quality budget
 (default: accuracy drop <= 1 pp with labels, else mean cosine >= 0.99) or `max_fp32_nodes`
 is reached. The reference is the job's parent model when it is ONNX (the budget is checked
 against it), else this step's input.
@@ -28,7 +28,6 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from compressors import onnx_utils
 from compressors.base import (
     ROLE_CALIBRATION,
     ROLE_EVALUATION,
@@ -39,6 +38,7 @@ from compressors.base import (
     Technique,
     TechniqueConfig,
 )
+from compressors.graph.files import artifact_for, load_model, size_report
 from compressors.quantization import dynamic as dynamic_q
 from compressors.quantization import static as static_q
 from compressors.quantization.dynamic import DynamicConfig
@@ -111,7 +111,7 @@ def _candidates(prepared: Path, mode: str, config: AccuracyAwareConfig) -> list[
         ops.add("Gemm")  # ORT's dynamic quantizer turns Gemm into MatMul (+ Add) first
     nodes = [
         n
-        for n in weighted_nodes(onnx_utils.load(prepared), ops)
+        for n in weighted_nodes(load_model(prepared), ops)
         if n["node"] not in base.nodes_to_exclude
     ]
     return sorted(nodes, key=lambda n: n["params"], reverse=True)
@@ -139,7 +139,7 @@ class Search:
         return out, quality
 
     def check(self, quality: dict[str, float]) -> tuple[bool, str]:
-        from compressors.budget import check_budget
+        from compressors.measure.budget import check_budget
 
         parent = {"quality": self.scorer.reference_quality}
         return check_budget(parent, {"quality": quality}, self.budget)
@@ -255,7 +255,7 @@ class QuantizeAccuracyAware(Technique):
         evaluation = _evaluation_dataset(ctx)
         ctx.progress(0.0, "preparing and measuring the reference", {})
         chosen, report = search(artifact, config, ctx, evaluation)
-        report.update(onnx_utils.size_report(artifact.path, chosen.path))
+        report.update(size_report(artifact.path, chosen.path))
         n, ok = len(chosen.fp32_nodes), chosen.budget_ok
         ctx.progress(1.0, f"{n} node(s) kept in float32; budget ok: {ok}", {})
-        return StepResult(onnx_utils.artifact_for(chosen.path), report)
+        return StepResult(artifact_for(chosen.path), report)

@@ -22,7 +22,7 @@ import numpy as np
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, create_calibrator
 from onnxruntime.quantization.calibrate import save_tensors_data
 
-from compressors.onnx_utils import batches, feeds_for
+from compressors.graph.run import batches, feeds_for
 from pareto_core.errors import Cancelled, FailedPrecondition
 from pareto_core.tensors import Signature
 

@@ -3,7 +3,7 @@
 Glue around `onnxruntime.quantization.quantize_dynamic`. Per-channel weight scales are the
 default: per-tensor scales measurably hurt transformers (MiniLM: mean cosine 0.96 to fp32,
 per-channel 0.99). For a transformer, ONNX Runtime's transformer optimizer
-(`onnxruntime.transformers.optimizer`, see `compressors.onnx_utils.optimize_transformer`)
+(`onnxruntime.transformers.optimizer`, see `compressors.optimize_transformer`)
 first fuses attention, LayerNorm and Gelu, so that whole attention blocks become QAttention.
 Whether the fused graph runs faster depends on the CPU and the thread count (measure it:
 the job's evaluation does); `optimize: never` quantizes the graph as it is.
@@ -16,8 +16,15 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from compressors import onnx_utils
 from compressors.base import Artifact, StepContext, StepResult, Technique, TechniqueConfig
+from compressors.graph.files import (
+    artifact_for,
+    load_model,
+    op_histogram,
+    require_fp32,
+    size_report,
+)
+from compressors.graph.transformer import looks_like_transformer, optimize_transformer
 from compressors.quantization.options import NodeName, OpType, check_nodes, check_op_types
 from compressors.registry import register
 from pareto_core.errors import FailedPrecondition
@@ -62,11 +69,11 @@ def prepare(
     and a report of that choice."""
     if config.optimize == "never":
         return src, {"ran": False, "reason": "optimize is 'never'"}
-    if config.optimize == "auto" and not onnx_utils.looks_like_transformer(model):
+    if config.optimize == "auto" and not looks_like_transformer(model):
         return src, {"ran": False, "reason": "no self-attention in the graph"}
     dst = work_dir / "optimized.onnx"
     try:
-        info = onnx_utils.optimize_transformer(src, dst, config.num_heads, config.hidden_size)
+        info = optimize_transformer(src, dst, config.num_heads, config.hidden_size)
     except FailedPrecondition as exc:
         if config.optimize == "always":
             raise
@@ -107,11 +114,11 @@ def prepare_checked(
     artifact: Artifact, config: DynamicConfig, work_dir: Path
 ) -> tuple[Path, list[str], dict[str, Any]]:
     """Refuse non-fp32 models, prepare, and check nodes_to_exclude against the prepared graph."""
-    model = onnx_utils.load(artifact.path)
-    onnx_utils.require_fp32(model, NAME)
+    model = load_model(artifact.path)
+    require_fp32(model, NAME)
     prepared, optimizer = prepare(artifact.path, model, work_dir, config)
     if prepared != artifact.path:
-        model = onnx_utils.load(prepared)
+        model = load_model(prepared)
     hint = " (after the transformer optimizer; optimize: never keeps the original names)"
     field = "config.nodes_to_exclude"
     hint = hint if optimizer.get("used") else ""
@@ -130,14 +137,14 @@ class QuantizeDynamic(Technique):
         ctx.progress(0.4, "quantizing weights to int8", {})
         out = ctx.work_dir / "quantized.onnx"
         quantize(prepared, out, config, excluded)
-        result = onnx_utils.artifact_for(out)
+        result = artifact_for(out)
         report = {
             "optimizer": optimizer,
             "weight_type": config.weight_type,
             "per_channel": config.per_channel,
             "nodes_excluded": excluded,
-            **onnx_utils.size_report(artifact.path, out),
-            "ops": onnx_utils.op_histogram(onnx_utils.load(out)),
+            **size_report(artifact.path, out),
+            "ops": op_histogram(load_model(out)),
         }
         ctx.progress(1.0, f"quantized: {report['size_ratio']:.2f}x the size", {})
         return StepResult(result, report)

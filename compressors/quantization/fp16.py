@@ -14,8 +14,8 @@ from typing import Any
 
 from pydantic import Field
 
-from compressors import onnx_utils
 from compressors.base import Artifact, StepContext, StepResult, Technique, TechniqueConfig
+from compressors.graph.files import artifact_for, load_model, require_fp32, size_report
 from compressors.quantization.options import NodeName, OpType, check_nodes
 from compressors.registry import register
 
@@ -67,18 +67,18 @@ class ConvertFp16(Technique):
     def apply(self, artifact: Artifact, config: Fp16Config, ctx: StepContext) -> StepResult:
         import onnx
 
-        model = onnx_utils.load(artifact.path)
-        onnx_utils.require_fp32(model, NAME)
+        model = load_model(artifact.path)
+        require_fp32(model, NAME)
         check_nodes(model, config.node_block_list, "config.node_block_list")
         ctx.progress(0.1, "converting to float16", {})
         out = ctx.work_dir / "fp16.onnx"
         onnx.save(convert(model, config), str(out))
-        result = onnx_utils.artifact_for(out)
+        result = artifact_for(out)
         report = {
             "keep_io_types": config.keep_io_types,
             "op_block_list": blocked_ops(config),
             "node_block_list": list(config.node_block_list),
-            **onnx_utils.size_report(artifact.path, out),
+            **size_report(artifact.path, out),
         }
         ctx.progress(1.0, f"converted: {report['size_ratio']:.2f}x the size", {})
         return StepResult(result, report)

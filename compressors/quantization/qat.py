@@ -39,7 +39,7 @@ from compressors.base import (
     TechniqueConfig,
 )
 from compressors.registry import register
-from compressors.schedules import Schedule
+from compressors.training.schedules import Schedule
 from pareto_core.formats import FORMAT_ONNX, FORMAT_TORCH_EXPORT
 
 NAME = "quantize.qat"
@@ -95,7 +95,7 @@ class QuantizeQat(Technique):
         require_training_set(job, NAME, "fine-tuning with fake quantization uses them")
 
     def apply(self, artifact: Artifact, config: QatConfig, ctx: StepContext) -> StepResult:
-        from compressors.torch_bridge import onnx_source, torch_threads
+        from compressors.training.torch_bridge import onnx_source, torch_threads
 
         training = ctx.dataset(ROLE_TRAINING, NAME)
         calibration = ctx.datasets.get(ROLE_CALIBRATION, training)
@@ -137,12 +137,12 @@ def _train(
     import torch
     import torch.ao.quantization as tq
 
-    from compressors import onnx_utils
-    from compressors.checkpoint import Checkpoint
     from compressors.distillation.transfer import split_indices, student_outputs
-    from compressors.finetune import labeled_arrays
-    from compressors.torch_bridge import example_inputs, onnx_to_torch, torch_to_onnx
-    from compressors.training import TrainPlan, fit
+    from compressors.graph.files import artifact_for
+    from compressors.training.checkpoint import Checkpoint
+    from compressors.training.finetune import labeled_arrays
+    from compressors.training.loop import TrainPlan, fit
+    from compressors.training.torch_bridge import example_inputs, onnx_to_torch, torch_to_onnx
 
     names = [t.name for t in source.signature.inputs]
     arrays, labels = labeled_arrays(training, names, NAME)
@@ -184,20 +184,20 @@ def _train(
     trained = torch_to_onnx(module, example, source.signature, ctx.work_dir / "qat_float.onnx")
     feeds = {n: a[held_idx] for n, a in zip(names, arrays, strict=True)}
     report["heldout"] = Dataset("heldout", feeds, labels[held_idx])
-    return onnx_utils.artifact_for(trained.path), report
+    return artifact_for(trained.path), report
 
 
 def _compare(
     ptq: Artifact, qat: Artifact, evaluation: Dataset | None, heldout: Dataset, ctx: StepContext
 ) -> dict[str, Any]:
-    from compressors import onnx_utils
+    from compressors.graph.run import feeds_for, outputs_of
 
     data = evaluation if evaluation is not None and evaluation.labels is not None else heldout
     scores: dict[str, Any] = {"dataset": data.name, "samples": data.num_samples}
     for tag, model in (("ptq_int8", ptq), ("qat_int8", qat)):
-        feeds = onnx_utils.feeds_for(model.signature, data.inputs, data.num_samples, data.name)
+        feeds = feeds_for(model.signature, data.inputs, data.num_samples, data.name)
         output = model.signature.outputs[0].name
-        logits = onnx_utils.outputs_of(model.path, feeds, output, ctx.threads, 256)
+        logits = outputs_of(model.path, feeds, output, ctx.threads, 256)
         scores[tag] = float((logits.argmax(-1) == np.asarray(data.labels)).mean())
     scores["gain"] = round(scores["qat_int8"] - scores["ptq_int8"], 6)
     return scores

@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from compressors import onnx_utils
 from compressors.base import Artifact, Dataset
+from compressors.graph.files import artifact_for
+from compressors.graph.run import feeds_for, outputs_of, score
 
 COSINE = "cosine_mean"
 ACCURACY = "accuracy"
@@ -27,7 +28,7 @@ TOP1 = "top1_agreement"
 def metric_for(budget: dict[str, Any], reference_quality: dict[str, float]) -> str:
     """The figure to rank by: the one the budget constrains (accuracy only when measurable),
     else the default budget's: accuracy with labels, mean cosine without."""
-    from compressors.budget import MAX_ACCURACY_DROP, MIN_COSINE, MIN_TOP1_AGREEMENT
+    from compressors.measure.budget import MAX_ACCURACY_DROP, MIN_COSINE, MIN_TOP1_AGREEMENT
 
     has_accuracy = ACCURACY in reference_quality
     if budget.get(MAX_ACCURACY_DROP) is not None and has_accuracy:
@@ -53,23 +54,19 @@ class Scorer:
         self.reference_outputs = self._run(self.reference)
         n = len(self.reference_outputs)
         self.labels = None if self.dataset.labels is None else np.asarray(self.dataset.labels[:n])
-        self.reference_quality = onnx_utils.score(
-            self.reference_outputs, self.reference_outputs, self.labels
-        )
+        self.reference_quality = score(self.reference_outputs, self.reference_outputs, self.labels)
         self.metric = metric_for(self.budget, self.reference_quality)
 
     def _run(self, artifact: Artifact) -> np.ndarray:
         names = [t.name for t in artifact.signature.outputs]
         output = self.output if self.output in names else names[0]
-        feeds = onnx_utils.feeds_for(
-            artifact.signature, self.dataset.inputs, self.samples, "evaluation"
-        )
-        return onnx_utils.outputs_of(artifact.path, feeds, output, self.threads, self.batch_size)
+        feeds = feeds_for(artifact.signature, self.dataset.inputs, self.samples, "evaluation")
+        return outputs_of(artifact.path, feeds, output, self.threads, self.batch_size)
 
     def score(self, path: Path) -> dict[str, float]:
         """The quality map of the model at `path` (same IO as the step's input)."""
-        outputs = self._run(onnx_utils.artifact_for(path))
-        return onnx_utils.score(outputs, self.reference_outputs, self.labels)
+        outputs = self._run(artifact_for(path))
+        return score(outputs, self.reference_outputs, self.labels)
 
     def key(self, quality: dict[str, float]) -> tuple[float, float]:
         """Sort key: the metric, then cosine (accuracy alone ties on small datasets)."""

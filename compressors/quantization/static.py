@@ -16,7 +16,6 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from compressors import onnx_utils
 from compressors.base import (
     ROLE_CALIBRATION,
     Artifact,
@@ -25,6 +24,13 @@ from compressors.base import (
     StepResult,
     Technique,
     TechniqueConfig,
+)
+from compressors.graph.files import (
+    artifact_for,
+    load_model,
+    op_histogram,
+    require_fp32,
+    size_report,
 )
 from compressors.quantization.options import (
     NodeName,
@@ -174,11 +180,11 @@ def prepare_checked(
     artifact: Artifact, config: StaticConfig, work_dir: Path
 ) -> tuple[Path, list[str], dict[str, Any]]:
     """Refuse non-fp32 models, pre-process, and check nodes_to_exclude on the result."""
-    model = onnx_utils.load(artifact.path)
-    onnx_utils.require_fp32(model, NAME)
+    model = load_model(artifact.path)
+    require_fp32(model, NAME)
     prepared, report = preprocess(artifact.path, work_dir, config)
     if prepared != artifact.path:
-        model = onnx_utils.load(prepared)
+        model = load_model(prepared)
     hint = " (after quant_pre_process; preprocess: false keeps the graph as uploaded)"
     field = "config.nodes_to_exclude"
     hint = hint if report["ran"] else ""
@@ -198,7 +204,7 @@ class QuantizeStatic(Technique):
         samples = calibrate(prepared, artifact.signature, dataset, config, ctx, cache, 0.8)
         out = ctx.work_dir / "quantized.onnx"
         quantize(prepared, out, config, cache, excluded)
-        result = onnx_utils.artifact_for(out)
+        result = artifact_for(out)
         report = {
             "preprocess": preprocessed,
             "calibration": _calibration_report(dataset, config, samples),
@@ -206,8 +212,8 @@ class QuantizeStatic(Technique):
             "activation_type": config.activation_type,
             "per_channel": config.per_channel,
             "nodes_excluded": excluded,
-            **onnx_utils.size_report(artifact.path, out),
-            "ops": onnx_utils.op_histogram(onnx_utils.load(out)),
+            **size_report(artifact.path, out),
+            "ops": op_histogram(load_model(out)),
         }
         ctx.progress(1.0, f"quantized: {report['size_ratio']:.2f}x the size", {})
         return StepResult(result, report)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from compressors.quality import cosine_similarities, max_abs_error, top1_agreement
+from compressors.measure.quality import cosine_similarities, max_abs_error, top1_agreement
 
 
 @dataclass(frozen=True)

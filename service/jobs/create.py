@@ -165,7 +165,7 @@ def validate_datasets(
 
 
 def validate_quality_budget(budget: Mapping[str, Any]) -> dict[str, Any]:
-    from compressors.budget import validate_budget
+    from compressors.measure.budget import validate_budget
 
     checked = dict(budget)
     validate_budget(checked)

@@ -17,7 +17,7 @@ from service.store.records import JobRecord
 from service.store.repository import ModelRecord
 
 if TYPE_CHECKING:
-    from compressors.evaluate import EvaluationSettings
+    from compressors.measure.evaluate import EvaluationSettings
 
 
 def parent_artifact(blobs: BlobStore, model: ModelRecord) -> Artifact:

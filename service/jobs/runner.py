@@ -44,7 +44,7 @@ from service.store.records import (
 from service.store.sqlite_repository import SqliteRepository
 
 if TYPE_CHECKING:
-    from compressors.evaluate import EvaluationSettings
+    from compressors.measure.evaluate import EvaluationSettings
 
 log = logging.getLogger(__name__)
 
@@ -220,7 +220,7 @@ class JobRun:
     def _evaluate_and_store(
         self, parent: Artifact, produced: list[Produced], datasets: dict[str, Dataset]
     ) -> None:
-        from compressors.budget import check_budget
+        from compressors.measure.budget import check_budget
 
         settings = self._evaluation_settings(parent)
         produced = self._measurable(parent, produced, settings)
@@ -257,7 +257,7 @@ class JobRun:
     ) -> list[Produced]:
         """The alternatives the evaluation runtime can run (their artifacts built now); the
         others fail alone, with the reason. A parent it cannot run fails the job."""
-        from compressors.evaluate import check_measurable
+        from compressors.measure.evaluate import check_measurable
 
         runtime = settings.runtime
         self.progress.emit("evaluate", RECIPES_SHARE, f"preparing for {runtime}", force=True)

@@ -23,7 +23,7 @@ from service.store.records import JobRecord, RecipeSpec, VariantRecord
 from service.store.sqlite_repository import SqliteRepository
 
 if TYPE_CHECKING:
-    from compressors.evaluate import EvaluationSettings, Preparer
+    from compressors.measure.evaluate import EvaluationSettings, Preparer
 
 EVALUATION_ROLES = ("evaluation", "calibration", "training")  # the first present is used
 
@@ -46,7 +46,7 @@ def evaluation_settings(
 ) -> EvaluationSettings:
     """The job's evaluation settings; `prepare` builds what a runtime with a build step
     runs (service.runtime_prep.job_preparer)."""
-    from compressors.evaluate import EvaluationSettings
+    from compressors.measure.evaluate import EvaluationSettings
 
     return EvaluationSettings(
         batch_sizes=tuple(evaluation["batch_sizes"]),
@@ -66,7 +66,7 @@ def measure(
     progress: ProgressFn,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The parent's and every variant's Measurement, taken in one run."""
-    from compressors.evaluate import evaluate
+    from compressors.measure.evaluate import evaluate
 
     dataset = next((datasets[r] for r in EVALUATION_ROLES if r in datasets), None)
     return evaluate(parent, [p.artifact for p in produced], dataset, settings, progress)

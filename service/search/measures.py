@@ -84,7 +84,7 @@ def constraint_checks(
     spec: Mapping[str, Any],
 ) -> tuple[dict[str, float], list[str]]:
     """({constraint: value <= 0 when it holds}, [sentences for the broken ones])."""
-    from compressors.budget import check_budget
+    from compressors.measure.budget import check_budget
 
     values: dict[str, float] = {}
     violations: list[str] = []

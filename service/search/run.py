@@ -86,7 +86,7 @@ class SearchRun:
     # -- set-up ----------------------------------------------------------------------------
 
     def _inputs(self, scratch: Path) -> TrialInputs:
-        from compressors.evaluate import check_measurable
+        from compressors.measure.evaluate import check_measurable
 
         parent, datasets, parent_sha256 = load_job_inputs(self.repo, self.blobs, self.job)
         settings = job_evaluation_settings(

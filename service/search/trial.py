@@ -30,7 +30,7 @@ from service.search.step_cache import StepCache, step_key
 from service.store.records import RecipeSpec
 
 if TYPE_CHECKING:
-    from compressors.evaluate import EvaluationSettings
+    from compressors.measure.evaluate import EvaluationSettings
 
 SCREEN_SAMPLES = 200
 
@@ -136,8 +136,8 @@ def screening_budget(budget: dict[str, Any]) -> dict[str, Any]:
 
 def screen(inputs: TrialInputs, artifact: Artifact) -> None:
     """Pruned when the variant is hopeless on a quick quality check."""
-    from compressors.budget import check_budget
-    from compressors.evaluate import check_measurable, evaluate
+    from compressors.measure.budget import check_budget
+    from compressors.measure.evaluate import check_measurable, evaluate
 
     check_measurable(artifact, inputs.settings)
     quick = replace(

@@ -44,7 +44,7 @@ def store_frontier(
 ) -> tuple[dict[int, str], list[str]]:
     """Store `trials` (frontier trials without a variant yet): ({trial: variant id},
     [problems]). A trial that cannot be rebuilt or stored is reported, the others kept."""
-    from compressors.budget import check_budget
+    from compressors.measure.budget import check_budget
 
     produced: list[tuple[int, Produced]] = []
     problems: list[str] = []

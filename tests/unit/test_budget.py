@@ -1,10 +1,10 @@
-"""compressors.budget: validating a quality budget and checking a variant against it."""
+"""compressors.measure.budget: validating a quality budget and checking a variant against it."""
 
 from __future__ import annotations
 
 import pytest
 
-from compressors.budget import check_budget, validate_budget
+from compressors.measure.budget import check_budget, validate_budget
 from pareto_core.errors import InvalidArgument
 
 LABELED_PARENT = {"quality": {"accuracy": 0.97, "cosine_mean": 1.0, "top1_agreement": 1.0}}

@@ -12,10 +12,10 @@ from google.protobuf.json_format import ParseDict
 from onnx import TensorProto, helper, numpy_helper
 
 from compressors.base import Artifact, Dataset
-from compressors.eval_inputs import SYNTHETIC_SEQ_LEN, inputs_for, source_inputs
-from compressors.evaluate import EvaluationSettings, check_measurable, evaluate
-from compressors.model_stats import file_stats
-from compressors.quality import cosine_similarities, cross_entropy, quality_metrics
+from compressors.measure.evaluate import EvaluationSettings, check_measurable, evaluate
+from compressors.measure.inputs import SYNTHETIC_SEQ_LEN, inputs_for, source_inputs
+from compressors.measure.model_stats import file_stats
+from compressors.measure.quality import cosine_similarities, cross_entropy, quality_metrics
 from examples.models import onnx_accuracy
 from pareto.v1 import variants_pb2
 from pareto_core.errors import FailedPrecondition, InvalidArgument

@@ -13,8 +13,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from compressors import registry
 from compressors.base import Artifact, Dataset, StepContext
-from compressors.finetune import train
 from compressors.pruning.magnitude import magnitude_masks
+from compressors.training.finetune import train
 from examples.models import digits_split, onnx_accuracy
 from pareto_core.errors import Cancelled, FailedPrecondition, InvalidArgument
 from pareto_core.onnx_signature import onnx_signature

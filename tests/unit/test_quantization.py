@@ -17,8 +17,11 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from compressors import onnx_utils, registry
+from compressors import registry
 from compressors.base import Artifact, Dataset, StepContext, StepResult
+from compressors.graph.files import artifact_for, load_model
+from compressors.graph.run import score
+from compressors.graph.transformer import attention_shape, looks_like_transformer
 from examples.models import BuiltModel, digits_split
 from pareto_core.errors import Cancelled, FailedPrecondition, InvalidArgument
 
@@ -27,7 +30,7 @@ from pareto_core.errors import Cancelled, FailedPrecondition, InvalidArgument
 
 @pytest.fixture(scope="module")
 def digits(digits_model: BuiltModel) -> Artifact:
-    return onnx_utils.artifact_for(digits_model.path)
+    return artifact_for(digits_model.path)
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +103,7 @@ def attention_model(path: Path) -> Artifact:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.save(model, str(path))
-    return onnx_utils.artifact_for(path)
+    return artifact_for(path)
 
 
 # --------------------------------------------------------------------------- imports, configs
@@ -182,12 +185,12 @@ def test_dynamic_rejects_names_the_model_lacks(digits, tmp_path, config, field) 
 
 
 def test_attention_is_detected_from_the_graph(tmp_path, digits) -> None:
-    model = onnx_utils.load(attention_model(tmp_path / "attn.onnx").path)
-    assert onnx_utils.looks_like_transformer(model)
-    assert onnx_utils.attention_shape(model) == (2, 8)
-    cnn = onnx_utils.load(digits.path)
-    assert not onnx_utils.looks_like_transformer(cnn)
-    assert onnx_utils.attention_shape(cnn) is None
+    model = load_model(attention_model(tmp_path / "attn.onnx").path)
+    assert looks_like_transformer(model)
+    assert attention_shape(model) == (2, 8)
+    cnn = load_model(digits.path)
+    assert not looks_like_transformer(cnn)
+    assert attention_shape(cnn) is None
 
 
 @pytest.mark.parametrize("optimize", ["auto", "never"])
@@ -198,9 +201,7 @@ def test_dynamic_on_an_attention_block(tmp_path, optimize) -> None:
     assert result.report["optimizer"]["ran"] is (optimize == "auto")
     assert not result.report["optimizer"].get("used")  # nothing here matches ORT's fusers
     x = np.random.default_rng(1).normal(size=(3, 4, 8)).astype(np.float32)
-    cosines = onnx_utils.score(
-        run(result.artifact.path, {"x": x}), run(parent.path, {"x": x}), None
-    )
+    cosines = score(run(result.artifact.path, {"x": x}), run(parent.path, {"x": x}), None)
     assert cosines["cosine_mean"] > 0.98
 
 
@@ -208,7 +209,7 @@ def test_minilm_dynamic_fuses_attention_and_keeps_fidelity(minilm_model, tmp_pat
     from examples.models import tokenize
     from examples.text import english_sentences
 
-    parent = onnx_utils.artifact_for(minilm_model.path)
+    parent = artifact_for(minilm_model.path)
     result = apply("quantize.dynamic", parent, tmp_path)
     assert_valid(result, parent, tmp_path)
     optimizer = result.report["optimizer"]
@@ -216,7 +217,7 @@ def test_minilm_dynamic_fuses_attention_and_keeps_fidelity(minilm_model, tmp_pat
     assert (optimizer["num_heads"], optimizer["hidden_size"]) == (12, 384)
     assert result.report["size_ratio"] <= 0.26
     feeds = tokenize(english_sentences(32, seed=7), 32)
-    quality = onnx_utils.score(run(result.artifact.path, feeds), run(parent.path, feeds), None)
+    quality = score(run(result.artifact.path, feeds), run(parent.path, feeds), None)
     assert quality["cosine_mean"] >= 0.99
 
 
@@ -250,13 +251,13 @@ def test_static_options(digits, digits_model, digits_data, tmp_path, config) -> 
     if config.get("format") == "qoperator":
         assert "QLinearConv" in result.report["ops"]
     if "op_types" in config:  # only /2/Conv quantized: the Gemm and /0/Conv stay float
-        model = onnx_utils.load(result.artifact.path)
+        model = load_model(result.artifact.path)
         gemm = next(n for n in model.graph.node if n.op_type == "Gemm")
         assert gemm.input[1] == "6.weight"
 
 
 def activation_scales(path: Path) -> dict[str, float]:
-    model = onnx_utils.load(path)
+    model = load_model(path)
     return {
         i.name: float(numpy_helper.to_array(i))
         for i in model.graph.initializer
@@ -339,7 +340,7 @@ def test_accuracy_aware_keeps_sensitive_nodes_for_a_tight_budget(
     assert [t["fp32_nodes"] for t in report["search"]] == [ranking[:1], ranking[:2]]
     assert report["budget_ok"] is False and "below min_cosine" in report["budget_reason"]
     assert report["fp32_nodes"] in (ranking[:1], ranking[:2])
-    model = onnx_utils.load(result.artifact.path)
+    model = load_model(result.artifact.path)
     kept = {n.name: n for n in model.graph.node if n.name in report["fp32_nodes"]}
     float_weights = {i.name for i in model.graph.initializer if i.data_type == TensorProto.FLOAT}
     assert all(node.input[1] in float_weights for node in kept.values())
@@ -387,7 +388,7 @@ def test_fp16_with_float16_io(digits, digits_model, tmp_path) -> None:
 
 def test_fp16_node_block_list(digits, tmp_path) -> None:
     result = apply("convert.fp16", digits, tmp_path, {"node_block_list": ["/6/Gemm"]})
-    model = onnx_utils.load(result.artifact.path)
+    model = load_model(result.artifact.path)
     weight = next(i for i in model.graph.initializer if i.name == "6.weight")
     assert weight.data_type == TensorProto.FLOAT
     with pytest.raises(InvalidArgument, match=r"config\.node_block_list"):

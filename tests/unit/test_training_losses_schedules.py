@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from compressors.checkpoint import Checkpoint
 from compressors.distillation import losses
 from compressors.distillation.transfer import split_indices
-from compressors.schedules import lr_factor, polynomial_sparsity
-from compressors.training import TrainPlan, fit
+from compressors.training.checkpoint import Checkpoint
+from compressors.training.loop import TrainPlan, fit
+from compressors.training.schedules import lr_factor, polynomial_sparsity
 from examples.models import minilm_student_layers
 
 LN3 = math.log(3.0)

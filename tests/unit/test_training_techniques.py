@@ -6,8 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from compressors import onnx_utils, registry
+from compressors import registry
 from compressors.base import Artifact, Dataset, JobInfo, ModelInfo, StepContext
+from compressors.graph.files import artifact_for, load_model, op_histogram
+from compressors.graph.run import outputs_of
 from examples.models import digits_split, onnx_accuracy
 from pareto_core.errors import FailedPrecondition, InvalidArgument, NotFound
 from pareto_core.formats import FORMAT_ONNX, FORMAT_TORCH_EXPORT
@@ -22,7 +24,7 @@ def digits_data():
 
 
 def run(name: str, model, config: dict, datasets: dict, tmp_path):
-    artifact = onnx_utils.artifact_for(model.path)
+    artifact = artifact_for(model.path)
     ctx = StepContext(tmp_path / "work", artifact, datasets, checkpoint_dir=tmp_path / "ckpt")
     ctx.work_dir.mkdir()
     return registry.get(name).apply(artifact, registry.parse_config(name, config), ctx)
@@ -40,7 +42,7 @@ def test_distillation_makes_a_quarter_size_student_that_learned(
     training = report["training"]
     assert training["epochs_run"] == 3 and len(training["heldout_per_epoch"]) == 3
     assert training["loss_per_epoch"][-1] < training["loss_per_epoch"][0]
-    assert result.artifact.signature == onnx_utils.artifact_for(digits_model.path).signature
+    assert result.artifact.signature == artifact_for(digits_model.path).signature
     accuracy = onnx_accuracy(result.artifact.path, evaluation.inputs["pixels"], evaluation.labels)
     assert accuracy > 0.6  # 3 epochs on 360 images: far above chance (0.1)
 
@@ -52,7 +54,7 @@ def test_qat_reports_its_gain_over_ptq(digits_model, digits_data, tmp_path):
     scores = result.report["accuracy"]
     assert scores["dataset"] == "digits-eval" and scores["samples"] == 360
     assert scores["gain"] == pytest.approx(scores["qat_int8"] - scores["ptq_int8"], abs=1e-6)
-    ops = onnx_utils.op_histogram(onnx_utils.load(result.artifact.path))
+    ops = op_histogram(load_model(result.artifact.path))
     assert ops.get("QuantizeLinear", 0) > 0 and ops.get("DequantizeLinear", 0) > 0
     accuracy = onnx_accuracy(result.artifact.path, evaluation.inputs["pixels"], evaluation.labels)
     assert accuracy == pytest.approx(scores["qat_int8"])
@@ -63,7 +65,7 @@ def test_gradual_pruning_reaches_the_final_sparsity(digits_model, digits_data, t
     config = {"final_sparsity": 0.7, "epochs": 2, "frequency": 2}
     result = run("prune.gradual", digits_model, config, {"training": train}, tmp_path)
     assert result.report["achieved_sparsity"] == pytest.approx(0.7, abs=0.01)
-    model = onnx_utils.load(result.artifact.path)
+    model = load_model(result.artifact.path)
     from onnx import numpy_helper
 
     big = [numpy_helper.to_array(t) for t in model.graph.initializer if np.prod(t.dims) >= 256]
@@ -159,7 +161,7 @@ def test_an_uploaded_pt2_student_is_trained_and_exported_with_dynamic_batch(
 ):
     import torch
 
-    from compressors import onnx_utils as ou
+    from compressors.graph.files import artifact_for
 
     class Small(torch.nn.Module):
         def __init__(self) -> None:
@@ -176,7 +178,7 @@ def test_an_uploaded_pt2_student_is_trained_and_exported_with_dynamic_batch(
     )
     path = tmp_path / "small.pt2"
     torch.export.save(program, path)
-    teacher = ou.artifact_for(digits_model.path)
+    teacher = artifact_for(digits_model.path)
     student = Artifact(path, FORMAT_TORCH_EXPORT, teacher.signature)
     train, evaluation = digits_data
     ctx = StepContext(
@@ -189,7 +191,7 @@ def test_an_uploaded_pt2_student_is_trained_and_exported_with_dynamic_batch(
     assert result.artifact.signature == teacher.signature  # names and dynamic batch kept
     for n in (1, 7):
         x = evaluation.inputs["pixels"][:n]
-        assert ou.outputs_of(result.artifact.path, {"pixels": x}, "logits", 1, n).shape == (n, 10)
+        assert outputs_of(result.artifact.path, {"pixels": x}, "logits", 1, n).shape == (n, 10)
 
 
 @pytest.mark.parametrize(

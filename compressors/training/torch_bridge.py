@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from compressors.base import Artifact, Dataset
-from compressors.graph import save_model
+from compressors.graph.files import save_model
 from pareto_core.errors import FailedPrecondition
 from pareto_core.formats import FORMAT_ONNX
 from pareto_core.tensors import Signature

@@ -15,17 +15,16 @@ from typing import Any
 import numpy as np
 
 from compressors.base import Artifact, StepContext, StepResult, Technique, TechniqueConfig
-from compressors.graph import (
+from compressors.graph.edit import (
     consumers,
     get_attribute,
     initializer_arrays,
-    load_model,
     remove_unused_initializers,
-    save_model,
     set_attribute,
     set_initializer,
     unique_name,
 )
+from compressors.graph.files import load_model, save_model
 from compressors.registry import register
 
 FOLDABLE = ("Conv", "Gemm")

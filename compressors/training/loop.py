@@ -1,4 +1,4 @@
-"""The training loop of the training-aware techniques (distillation, QAT, gradual pruning).
+"""The one training loop: distillation, QAT, gradual pruning and fine-tuning all use it.
 
 `fit` trains a torch module in place on minibatches of numpy arrays with Adam, a learning
 rate schedule (`compressors.schedules`), a technique-supplied loss, optional held-out
@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from compressors.base import ProgressFn
-from compressors.checkpoint import Checkpoint
-from compressors.schedules import Schedule, lr_factor
+from compressors.training.checkpoint import Checkpoint
+from compressors.training.schedules import Schedule, lr_factor
 from pareto_core.errors import Cancelled
 
 # (module, input tensors, label tensor or None, sample indices) -> scalar loss tensor
@@ -63,8 +63,12 @@ def fit(
     progress: ProgressFn = lambda fraction, message, metrics: None,
     is_cancelled: Callable[[], bool] = lambda: False,
     after_step: Callable[[int], None] | None = None,
+    activity: str = "training",
+    step_progress: bool = True,
 ) -> dict[str, Any]:
-    """Train `module`; returns a JSON report (losses and scores per epoch, best epoch, ...)."""
+    """Train `module`; returns a JSON report (losses and scores per epoch, best epoch, ...).
+    `activity` names what is trained in messages ("prune.structured fine-tuning");
+    `step_progress` False reports progress at the end of each epoch only."""
     import torch
 
     tensors = [torch.from_numpy(np.ascontiguousarray(a)) for a in arrays]
@@ -82,7 +86,7 @@ def fit(
         total_loss, step = 0.0, (epoch - 1) * steps_per_epoch
         for idx in torch.randperm(n, generator=generator).split(plan.batch_size):
             if is_cancelled():
-                raise Cancelled(f"training cancelled in epoch {epoch}")
+                raise Cancelled(f"cancelled during {activity} epoch {epoch}")
             for group in optimizer.param_groups:
                 group["lr"] = plan.lr * lr_factor(step, total, plan.schedule, plan.warmup_steps)
             optimizer.zero_grad()
@@ -97,7 +101,9 @@ def fit(
             metrics = {"epoch": float(epoch), "step": float(step), "loss": float(loss.detach())}
             if state.scores:  # the last epoch's, so that any event that gets through has it
                 metrics["heldout"] = state.scores[-1]
-            progress(step / total, f"epoch {epoch}/{plan.epochs} step {step}/{total}", metrics)
+            if step_progress:
+                message = f"epoch {epoch}/{plan.epochs} step {step}/{total}"
+                progress(step / total, message, metrics)
         _end_epoch(module, state, total_loss / n, score_fn)
         metrics = {"epoch": float(epoch), "step": float(step), "loss": state.losses[-1]}
         if state.scores:

@@ -1,22 +1,22 @@
-"""A small supervised fine-tuning loop shared by the pruning techniques.
+"""Supervised fine-tuning of classifiers, on the one training loop (`training.loop.fit`).
 
-Cross-entropy on the integer class labels of a dataset, Adam, shuffled minibatches from a
-seeded generator. Progress is reported once per epoch (epoch, loss); cancellation is checked
-between batches. `after_step` runs after every optimizer step: magnitude pruning uses it to
-keep pruned weights at zero. Importing this module does not import torch.
+Cross-entropy on the integer class labels of a dataset, checked first (`labeled_arrays`).
+`after_step` runs after every optimizer step: magnitude pruning uses it to keep pruned
+weights at zero. Importing this module does not import torch.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 from pydantic import Field
 
 from compressors.base import ROLE_TRAINING, Dataset, ProgressFn, StepContext, TechniqueConfig
-from pareto_core.errors import Cancelled, FailedPrecondition, InvalidArgument
+from compressors.training.loop import TrainPlan, fit
+from pareto_core.errors import FailedPrecondition, InvalidArgument
 
 
 class FinetuneFields(TechniqueConfig):
@@ -83,59 +83,45 @@ def train(
     after_step: Callable[[], None] | None = None,
     technique: str = "fine-tuning",
 ) -> dict[str, Any]:
-    """Train `module` in place on `dataset`; returns {"epochs", "first_loss", "loss"}
-    (mean loss per epoch). `threads` None keeps torch's current thread count."""
+    """Train `module` in place on `dataset` with cross-entropy (`compressors.training.loop`);
+    returns {"epochs", "first_loss", "loss"} (mean loss of the first and last epoch).
+    `threads` None keeps torch's current thread count."""
     import torch
 
-    from compressors.torch_bridge import torch_threads
+    from compressors.training.torch_bridge import torch_threads
 
     arrays, labels = labeled_arrays(dataset, input_names, technique)
-    data = _Batches(arrays, labels, batch_size, seed)
-    torch.manual_seed(seed)
-    params = [p for p in module.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(params, lr=lr)
-    losses: list[float] = []
+
+    def loss_fn(module: Any, batch: list[Any], targets: Any, indices: Any) -> Any:
+        logits = _logits(module, batch, targets, dataset.name)
+        return torch.nn.functional.cross_entropy(logits, targets)
+
+    epoch_losses: list[float] = []
+
+    def epoch_done(fraction: float, message: str, metrics: dict[str, float]) -> None:
+        epoch_losses.append(metrics["loss"])
+        if progress is not None:
+            progress(fraction, f"{technique} {message}", metrics)
+
+    plan = TrainPlan(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
     with torch_threads(threads) if threads else contextlib.nullcontext():
-        module.train()
-        for epoch in range(1, epochs + 1):
-            total = 0.0
-            for batch, targets in data.shuffled():
-                if is_cancelled():
-                    raise Cancelled(f"{technique} cancelled during fine-tuning epoch {epoch}")
-                optimizer.zero_grad()
-                logits = _logits(module, batch, targets, dataset.name)
-                loss = torch.nn.functional.cross_entropy(logits, targets)
-                loss.backward()
-                optimizer.step()
-                if after_step is not None:
-                    after_step()
-                total += float(loss.detach()) * len(targets)
-            losses.append(total / len(labels))
-            if progress is not None:
-                metrics = {"epoch": float(epoch), "loss": losses[-1]}
-                progress(epoch / epochs, f"fine-tuning epoch {epoch}/{epochs}", metrics)
-        module.eval()
-    first, last = (losses[0], losses[-1]) if losses else (None, None)
-    return {"epochs": epochs, "first_loss": first, "loss": last}
-
-
-class _Batches:
-    """Minibatches of (inputs, labels) tensors in a seeded random order, per epoch."""
-
-    def __init__(self, arrays: list[np.ndarray], labels: np.ndarray, size: int, seed: int):
-        import torch
-
-        self.tensors = [torch.from_numpy(np.ascontiguousarray(a)) for a in arrays]
-        self.labels = torch.from_numpy(labels.astype(np.int64))
-        self.size = size
-        self.generator = torch.Generator().manual_seed(seed)
-
-    def shuffled(self) -> Iterator[tuple[list[Any], Any]]:
-        import torch
-
-        order = torch.randperm(len(self.labels), generator=self.generator)
-        for idx in order.split(self.size):
-            yield [t[idx] for t in self.tensors], self.labels[idx]
+        report = fit(
+            module,
+            arrays,
+            labels,
+            plan,
+            loss_fn,
+            progress=epoch_done,
+            is_cancelled=is_cancelled,
+            after_step=(lambda step: after_step()) if after_step is not None else None,
+            activity=f"{technique} fine-tuning" if technique != "fine-tuning" else technique,
+            step_progress=False,
+        )
+    return {
+        "epochs": report["epochs_run"],
+        "first_loss": epoch_losses[0] if epoch_losses else None,
+        "loss": epoch_losses[-1] if epoch_losses else None,
+    }
 
 
 def finetune_in_step(

@@ -40,9 +40,9 @@ from typing import Any
 import numpy as np
 
 from compressors.base import Artifact, Dataset, ProgressFn
-from compressors.eval_inputs import fixed_batch, inputs_for, rows, source_inputs
-from compressors.model_stats import file_stats
-from compressors.quality import QualityAccumulator, batched_outputs
+from compressors.measure.inputs import fixed_batch, inputs_for, rows, source_inputs
+from compressors.measure.model_stats import file_stats
+from compressors.measure.quality import QualityAccumulator, batched_outputs
 from pareto_core.errors import FailedPrecondition, InvalidArgument
 from pareto_core.tensors import Signature
 from runtimes.base import Runtime, Session

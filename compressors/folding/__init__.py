@@ -1,0 +1,1 @@
+"""Techniques that fold layers into their neighbours."""
