@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +35,8 @@ import numpy as np
 
 from bench.common import REPO_ROOT, machine_info, package_versions
 from bench.compression import ratios
-from compressors import registry
-from compressors.base import Artifact, Dataset, StepContext
+from bench.steps import apply, onnx_artifact
+from compressors.base import Artifact, Dataset
 from compressors.measure.evaluate import EvaluationSettings, evaluate
 
 RESULTS = REPO_ROOT / "bench" / "results" / "distillation.json"
@@ -65,37 +64,6 @@ DIGITS_RUNS = {
 }
 DIGITS_QAT = {"epochs": 3, "lr": 1e-4}
 DIGITS_GRADUAL = {"final_sparsity": 0.8, "epochs": 10, "frequency": 10}
-
-
-def apply(
-    name: str,
-    artifact: Artifact,
-    config: dict[str, Any],
-    datasets: dict[str, Dataset],
-    work: Path,
-    threads: int,
-    models: dict[str, Artifact] | None = None,
-    seed: int = 0,
-) -> tuple[Artifact, dict[str, Any], float]:
-    technique = registry.get(name)
-    work.mkdir(parents=True, exist_ok=True)
-    ctx = StepContext(
-        work_dir=work,
-        parent=artifact,
-        datasets=datasets,
-        threads=threads,
-        models=(models or {}).__getitem__,
-        seed=seed,
-    )
-    started = time.monotonic()
-    result = technique.apply(artifact, registry.parse_config(name, config), ctx)
-    return result.artifact, result.report, time.monotonic() - started
-
-
-def onnx_artifact(path: Path) -> Artifact:
-    from compressors.graph.files import artifact_for
-
-    return artifact_for(path)
 
 
 def digits(work: Path, settings: EvaluationSettings, log: Any, threads: int = 1) -> dict[str, Any]:

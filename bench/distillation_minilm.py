@@ -79,7 +79,7 @@ def transfer_text(held_out: list[str], limit: int, seed: int = 0) -> list[str]:
 
 
 def minilm(work: Path, settings: EvaluationSettings, log: Any, threads: int = 1) -> dict[str, Any]:
-    from bench.distillation import apply, onnx_artifact
+    from bench.steps import apply, onnx_artifact
     from compressors.graph.run import feeds_for, outputs_of
     from examples.models import export_minilm, export_minilm_student, tokenize
     from examples.text import sentence_pool, split_sentences

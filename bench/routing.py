@@ -51,7 +51,7 @@ class BenchTarget:
 
 def decision_cost(calls: int) -> list[dict[str, Any]]:
     """p50/p99 of one `Route.choose` call (us), per kind of request."""
-    from service.router import Route
+    from service.deployments.router import Route
 
     targets = [
         BenchTarget("1", "1", 50.0),

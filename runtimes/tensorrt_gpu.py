@@ -25,6 +25,7 @@ from typing import Any
 from pareto_core.errors import FailedPrecondition
 from runtimes.base import Capabilities, Runtime, RuntimeDescription
 from runtimes.options import parse_options
+from runtimes.tensorrt_io import check_cuda
 from runtimes.tensorrt_plan import (
     Profile,
     TensorRtOptions,
@@ -37,16 +38,6 @@ from runtimes.tensorrt_plan import (
 RUNTIME_NAME = "tensorrt_gpu"
 ENGINE = "model.plan"
 PLAN = "plan.json"
-
-
-def check_cuda(call_result: tuple) -> Any:
-    """cuda-python returns (error, *values): raise on error, return the value(s)."""
-    from cuda.bindings import runtime as cudart
-
-    error, *values = call_result
-    if error != cudart.cudaError_t.cudaSuccess:
-        raise FailedPrecondition(f"CUDA call failed: {cudart.cudaGetErrorString(error)[1]}")
-    return values[0] if len(values) == 1 else values
 
 
 @lru_cache(maxsize=8)

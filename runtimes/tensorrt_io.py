@@ -16,12 +16,20 @@ from runtimes.base import Session
 from runtimes.tensorrt_plan import Profile, check_in_profile
 
 
+def check_cuda(call_result: tuple) -> Any:
+    """cuda-python returns (error, *values): raise on error, return the value(s)."""
+    from cuda.bindings import runtime as cudart
+
+    error, *values = call_result
+    if error != cudart.cudaError_t.cudaSuccess:
+        raise FailedPrecondition(f"CUDA call failed: {cudart.cudaGetErrorString(error)[1]}")
+    return values[0] if len(values) == 1 else values
+
+
 class TensorRtSession(Session):
     def __init__(self, engine_path: Path, profile: Profile, device_id: int, logger: Any) -> None:
         import tensorrt as trt
         from cuda.bindings import runtime as cudart
-
-        from runtimes.tensorrt_gpu import check_cuda
 
         self._cudart, self._check = cudart, check_cuda
         check_cuda(cudart.cudaSetDevice(device_id))

@@ -27,31 +27,31 @@ from pareto.v1 import (
     variants_pb2,
     variants_pb2_grpc,
 )
-from service import runtime_prep, tls
-from service.admission import InflightLimiter
-from service.auth import auth_interceptor
-from service.canary import CanaryController
-from service.catalog import ModelCatalog
-from service.datadir import DataDirLock
-from service.dataplane import DataPlane
+from service.api import runtimes as runtime_service
+from service.api.admission import InflightLimiter
+from service.api.datasets import DatasetServicer
+from service.api.deployments import DeploymentServicer
+from service.api.error_interceptor import ErrorInterceptor
+from service.api.inference import InferenceServicer
+from service.api.jobs import JobServicer
+from service.api.models import ModelServicer
+from service.api.variants import VariantServicer
+from service.auth import auth_interceptor, tls
+from service.catalog.models import ModelCatalog
+from service.catalog.uploads import Uploader, recover_store
+from service.deployments.canary import CanaryController
 from service.deployments.manager import DeploymentManager
+from service.deployments.shadow import ShadowQueue
 from service.deployments.sync import DeploymentSync
-from service.interceptors import ErrorInterceptor
 from service.jobs.scheduler import JobScheduler
-from service.servables import ServableResolver
-from service.servicers import runtimes as runtime_service
-from service.servicers.datasets import DatasetServicer
-from service.servicers.deployments import DeploymentServicer
-from service.servicers.inference import InferenceServicer
-from service.servicers.jobs import JobServicer
-from service.servicers.models import ModelServicer
-from service.servicers.variants import VariantServicer
-from service.sessions import SessionManager
+from service.serving import prepare as runtime_prep
+from service.serving.dataplane import DataPlane
+from service.serving.servables import ServableResolver
+from service.serving.sessions import SessionManager
 from service.settings import Settings
-from service.shadow import ShadowQueue
 from service.store.blobs import BlobStore
+from service.store.datadir import DataDirLock
 from service.store.open import lock_dir, open_repository, orphan_grace_s
-from service.uploads import Uploader, recover_store
 
 log = logging.getLogger(__name__)
 

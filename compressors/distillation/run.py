@@ -10,7 +10,7 @@ import numpy as np
 from compressors.base import Artifact, Dataset, StepContext, StepResult
 from compressors.distillation import losses
 from compressors.distillation import student as students
-from compressors.distillation.knowledge import DistillConfig, fingerprint
+from compressors.distillation.config import DistillConfig, fingerprint
 from compressors.distillation.transfer import (
     TransferSet,
     build_transfer_set,

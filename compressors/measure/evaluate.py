@@ -21,7 +21,7 @@ Models run on `settings.runtime` (the runtime they will be served on) with
 `settings.threads` threads (ONNX Runtime: intra-op, and one inter-op thread). A runtime
 with a build step (`Runtime.needs_build`, e.g. edgetpu_tflite's int8 .tflite) runs what
 `settings.prepare` builds or reuses from the artifact cache (a job's worker passes
-`service.runtime_prep.job_preparer`, which calibrates on the job's own dataset). A
+`service.serving.prepare.job_preparer`, which calibrates on the job's own dataset). A
 torch.export parent the runtime cannot load runs in torch eager mode instead and gets no
 memory figure (0). Each Measurement says which `runtime` and `device` measured it.
 

@@ -13,12 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from service import metrics
-from service.dataplane import Decoder, InferResult
-from service.deployments.records import DeploymentRecord
+from service.deployments.router import Route
+from service.deployments.shadow import ShadowJob, ShadowQueue
 from service.deployments.targets import ServingTarget
-from service.router import Route
-from service.sessions import SessionManager
-from service.shadow import ShadowJob, ShadowQueue
+from service.serving.dataplane import Decoder, InferResult
+from service.serving.sessions import SessionManager
+from service.store.deployment_records import DeploymentRecord
 
 # Codes that are the caller's fault: not held against a target's error rate.
 CLIENT_CODES = frozenset({"INVALID_ARGUMENT", "NOT_FOUND", "CANCELLED", "UNAUTHENTICATED"})

@@ -15,10 +15,15 @@ from typing import Any
 
 from pareto_core.errors import AlreadyExists, InvalidArgument, NotFound, ParetoError
 from service import metrics
-from service.dataplane import Decoder, InferResult
 from service.deployments import endpoint as ep
 from service.deployments import validate
-from service.deployments.records import (
+from service.deployments.shadow import ShadowQueue
+from service.deployments.stats import TargetStats
+from service.deployments.targets import ServingTarget, build_target, forget_metrics, publish_weight
+from service.serving.dataplane import Decoder, InferResult
+from service.serving.servables import Servable
+from service.serving.sessions import SessionManager
+from service.store.deployment_records import (
     CANARY_CANCELLED,
     CANARY_RUNNING,
     CanaryPlan,
@@ -26,12 +31,7 @@ from service.deployments.records import (
     DeploymentRecord,
     TargetSpec,
 )
-from service.deployments.stats import TargetStats
-from service.deployments.targets import ServingTarget, build_target, forget_metrics, publish_weight
-from service.servables import Servable
-from service.sessions import SessionManager
-from service.shadow import ShadowQueue
-from service.store.sqlite_codec import now
+from service.store.sql_codec import now
 from service.store.sqlite_repository import SqliteRepository
 
 log = logging.getLogger(__name__)

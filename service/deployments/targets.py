@@ -8,10 +8,10 @@ from typing import Any
 
 from runtimes import registry
 from service import metrics
-from service.deployments.records import TargetSpec
 from service.deployments.stats import TargetStats
-from service.servables import Servable
-from service.sessions import session_key
+from service.serving.servables import Servable
+from service.serving.sessions import session_key
+from service.store.deployment_records import TargetSpec
 
 
 @dataclass(frozen=True, eq=False)
@@ -24,7 +24,7 @@ class ServingTarget:
     runtime_label: str  # the runtime really used, for metric labels
     stats: TargetStats
 
-    # -- service.router.Routable
+    # -- service.deployments.router.Routable
     @property
     def name(self) -> str:
         return self.spec.name

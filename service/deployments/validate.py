@@ -11,24 +11,24 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
+from pareto_core import names
 from pareto_core.errors import FailedPrecondition, InvalidArgument, NotFound, ParetoError
-from service import names
-from service.deployments.records import (
-    AGREEMENT_MEASURES,
-    ROLES,
-    CanaryPlan,
-    DeploymentRecord,
-    TargetSpec,
-)
 from service.deployments.signatures import signature_mismatch
-from service.servables import (
+from service.serving.servables import (
     VARIANT_ID,
     VARIANT_SERVING_NAME,
     Servable,
     from_model,
     from_variant,
 )
-from service.sessions import named_runtime
+from service.serving.sessions import named_runtime
+from service.store.deployment_records import (
+    AGREEMENT_MEASURES,
+    ROLES,
+    CanaryPlan,
+    DeploymentRecord,
+    TargetSpec,
+)
 from service.store.sqlite_repository import SqliteRepository
 
 TOLERANCE = 1e-6

@@ -84,7 +84,7 @@ def validate_job(repo: SqliteRepository, request: JobRequest) -> JobRecord:
 def _check_evaluation_datasets(evaluation: Mapping[str, Any], datasets: Mapping[str, str]) -> None:
     """A runtime that quantizes what it runs (edgetpu_tflite) calibrates on the job's own
     calibration dataset (service/runtime_prep.job_preparer): the job must name one."""
-    from service.runtime_prep import CALIBRATED_RUNTIMES
+    from service.serving.prepare import CALIBRATED_RUNTIMES
 
     runtime = evaluation["runtime"]
     if runtime in CALIBRATED_RUNTIMES and "calibration" not in datasets:
@@ -153,7 +153,7 @@ def _unique_names(recipes: list[RecipeSpec], explicit: list[bool]) -> tuple[Reci
 def validate_datasets(
     repo: SqliteRepository, datasets: Mapping[str, str], model: ModelRecord
 ) -> dict[str, str]:
-    from service.datasets import check_dataset_matches
+    from service.catalog.datasets import check_dataset_matches
 
     for role, name in datasets.items():
         if role not in ROLES:

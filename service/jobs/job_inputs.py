@@ -33,7 +33,7 @@ def load_job_inputs(
     repo: Any, blobs: BlobStore, job: JobRecord
 ) -> tuple[Artifact, dict[str, Dataset], str]:
     """(the parent artifact, the job's datasets by role, the parent's sha256)."""
-    from service.datasets import load_dataset
+    from service.catalog.datasets import load_dataset
 
     model = repo.get_model(job.model, job.model_version)
     datasets = {
@@ -53,7 +53,7 @@ def job_evaluation_settings(
     """The job's evaluation settings. A runtime that builds what it runs (e.g. an int8
     .tflite) goes through the server's artifact cache, calibrated on the job's own
     calibration dataset. `parent`: (its artifact, its sha256)."""
-    from service import runtime_prep
+    from service.serving import prepare as runtime_prep
 
     name = job.datasets.get("calibration")
     calibration = None

@@ -45,7 +45,7 @@ def evaluation_settings(
     evaluation: dict[str, Any], threads: int, measure_memory: bool, prepare: Preparer
 ) -> EvaluationSettings:
     """The job's evaluation settings; `prepare` builds what a runtime with a build step
-    runs (service.runtime_prep.job_preparer)."""
+    runs (service.serving.prepare.job_preparer)."""
     from compressors.measure.evaluate import EvaluationSettings
 
     return EvaluationSettings(
@@ -82,7 +82,7 @@ def store_variant(
 ) -> VariantRecord:
     """Commit the variant's file and record. `metrics` = (variant's, parent's) Measurement,
     `budget` = (ok, reason) from check_budget."""
-    from service.model_inspect import inspect_model
+    from service.catalog.model_inspect import inspect_model
 
     try:
         signature = inspect_model(produced.artifact.path, FORMAT_ONNX, Path(), 0)

@@ -56,7 +56,7 @@ def _trial(trial: dict[str, Any]) -> dict[str, Any]:
 
 
 def result_to_proto(job: JobRecord, record: SearchRecord) -> jobs_pb2.SearchResult:
-    from service.servicers.engine_convert import state_to_proto
+    from service.api.convert import state_to_proto
 
     data = dict(record.result)
     data["trials"] = [_trial(t) for t in data.get("trials", [])]

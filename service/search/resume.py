@@ -25,7 +25,7 @@ def resumed_search(
     repo: Any, request: JobRequest, raw: dict[str, Any]
 ) -> tuple[JobRecord, dict[str, Any]]:
     """A new job continuing the study of an earlier search with more trials."""
-    from service import names
+    from pareto_core import names
 
     earlier_id = names.job_id(str(raw["resume_from"]), "search.resume_from")
     earlier = repo.get_job(earlier_id)

@@ -45,14 +45,14 @@ from service.store.postgres_connection import (
     to_pyformat,
 )
 from service.store.postgres_schema import WRITE_LOCK_KEY, migrate
+from service.store.sql_datasets import SqliteDatasets
+from service.store.sql_deployments import SqliteDeployments
+from service.store.sql_job_leases import SqliteJobLeases
+from service.store.sql_jobs import SqliteJobs
 from service.store.sql_models import SqlModels
-from service.store.sqlite_datasets import SqliteDatasets
-from service.store.sqlite_deployments import SqliteDeployments
-from service.store.sqlite_job_leases import SqliteJobLeases
-from service.store.sqlite_jobs import SqliteJobs
+from service.store.sql_searches import SqliteSearches
+from service.store.sql_variants import SqliteVariants
 from service.store.sqlite_schema import SCHEMA_VERSION
-from service.store.sqlite_searches import SqliteSearches
-from service.store.sqlite_variants import SqliteVariants
 
 log = logging.getLogger(__name__)
 

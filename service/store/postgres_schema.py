@@ -19,8 +19,8 @@ from __future__ import annotations
 import re
 
 from pareto_core.errors import FailedPrecondition
+from service.store.sql_codec import now, time_to_text
 from service.store.sql_types import Connection
-from service.store.sqlite_codec import now, time_to_text
 from service.store.sqlite_schema import MIGRATIONS, SCHEMA_VERSION
 
 # pg_advisory_xact_lock keys ("PARETO" + a small number; any other user of advisory

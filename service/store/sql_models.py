@@ -19,8 +19,8 @@ from pareto_core.errors import AlreadyExists, InvalidArgument, JobFenced, NotFou
 from pareto_core.tensors import Signature
 from service.store.records import JOB_QUEUED
 from service.store.repository import ModelRecord, ModelRepository
+from service.store.sql_codec import specs_from_json, specs_to_json
 from service.store.sql_types import Connection
-from service.store.sqlite_codec import specs_from_json, specs_to_json
 
 _COLUMNS = (
     "name, version, format, sha256, size_bytes, description, labels, inputs, outputs, created_at"

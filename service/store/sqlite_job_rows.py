@@ -7,8 +7,7 @@ from typing import Any
 
 from pareto_core.errors import InvalidArgument, NotFound
 from service.store.records import JOB_STATES, JobEvent, JobRecord
-from service.store.sql_types import Connection
-from service.store.sqlite_codec import (
+from service.store.sql_codec import (
     from_json,
     now,
     recipe_from_data,
@@ -17,6 +16,7 @@ from service.store.sqlite_codec import (
     time_to_text,
     to_json,
 )
+from service.store.sql_types import Connection
 
 COLUMNS = (
     "id, model, model_version, recipes, datasets, quality_budget, evaluation, state, reason, "

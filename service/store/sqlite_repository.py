@@ -21,16 +21,16 @@ from pathlib import Path
 from typing import Any
 
 from pareto_core.errors import FailedPrecondition
+from service.store.sql_codec import now
+from service.store.sql_datasets import SqliteDatasets
+from service.store.sql_deployments import SqliteDeployments
+from service.store.sql_job_leases import SqliteJobLeases
+from service.store.sql_jobs import SqliteJobs
 from service.store.sql_models import SqlModels, already_exists_message
-from service.store.sqlite_codec import now
-from service.store.sqlite_datasets import SqliteDatasets
-from service.store.sqlite_deployments import SqliteDeployments
-from service.store.sqlite_job_leases import SqliteJobLeases
-from service.store.sqlite_jobs import SqliteJobs
+from service.store.sql_searches import SqliteSearches
+from service.store.sql_variants import SqliteVariants
 from service.store.sqlite_schema import MIGRATIONS as _MIGRATIONS
 from service.store.sqlite_schema import SCHEMA_VERSION
-from service.store.sqlite_searches import SqliteSearches
-from service.store.sqlite_variants import SqliteVariants
 
 __all__ = ["SCHEMA_VERSION", "_MIGRATIONS", "SqliteRepository", "already_exists_message"]
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from service.catalog.uploads import Uploader
 from service.store.blobs import BlobStore
 from service.store.sqlite_repository import SqliteRepository
-from service.uploads import Uploader
 
 
 def build_onnx_model(batch: str | int = "batch"):

@@ -20,7 +20,7 @@ from pareto_core.errors import (
     ResourceExhausted,
 )
 from pareto_core.tensors import Signature, TensorSpec
-from service.datasets import (
+from service.catalog.datasets import (
     DatasetUploader,
     DatasetUploadRequest,
     check_dataset_matches,

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from service.canary import PROMOTE, ROLLBACK, WAIT, judge
+from service.deployments.canary import PROMOTE, ROLLBACK, WAIT, judge
 from service.deployments.compare import compare
-from service.deployments.records import CanaryPlan
 from service.deployments.report import mann_whitney_p, quantile_ci, two_proportion_p
 from service.deployments.stats import TargetStats
+from service.store.deployment_records import CanaryPlan
 
 
 def test_mann_whitney_matches_scipy():

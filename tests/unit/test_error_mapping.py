@@ -9,7 +9,7 @@ import grpc
 import pytest
 
 from pareto_core import errors
-from service.interceptors import ErrorInterceptor
+from service.api.error_interceptor import ErrorInterceptor
 
 TABLE = [
     (errors.InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),

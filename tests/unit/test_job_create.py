@@ -10,9 +10,9 @@ import pytest
 import tests.job_techniques  # noqa: F401  (registers the test.* techniques)
 from pareto_core.errors import FailedPrecondition, InvalidArgument, NotFound
 from pareto_core.tensors import TensorSpec
+from service.catalog.uploads import UploadRequest
 from service.jobs.create import JobRequest, validate_job
 from service.store.records import DatasetRecord, RecipeSpec
-from service.uploads import UploadRequest
 
 SCALE = {"technique": "test.scale", "config": {"factor": 2}}
 

@@ -22,7 +22,7 @@ from service.store.records import (
     JobRecord,
     RecipeSpec,
 )
-from service.store.sqlite_codec import now
+from service.store.sql_codec import now
 from tests.store_backends import BACKENDS, StoreBackend, store_backend
 
 LEASE_S = 0.3

@@ -9,7 +9,7 @@ from tritonclient.grpc._utils import _get_inference_request
 
 from pareto_core.errors import Internal, InvalidArgument
 from pareto_core.tensors import KSERVE_TO_NUMPY, Signature, TensorSpec
-from service.kserve_codec import (
+from service.api.kserve_codec import (
     CONTENTS_FIELD,
     decode_inputs,
     encode_response,

@@ -14,7 +14,7 @@ from onnx import TensorProto, helper
 from pareto_core.errors import InvalidArgument
 from pareto_core.tensors import TensorSpec
 from runtimes import pt2_inspect
-from service.model_inspect import inspect_model
+from service.catalog.model_inspect import inspect_model
 
 LIMIT = 64 * 1024 * 1024
 

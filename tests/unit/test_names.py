@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from pareto_core import names
 from pareto_core.errors import InvalidArgument
-from service import names
 
 
 @pytest.mark.parametrize(

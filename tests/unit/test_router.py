@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pytest
 
 from pareto_core.errors import NotFound
-from service.router import Route
+from service.deployments.router import Route
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ import pytest
 from pareto_core.errors import FailedPrecondition, InvalidArgument
 from pareto_core.tensors import Signature
 from runtimes.registry import get_runtime
-from service import runtime_prep
-from service.servables import Servable
+from service.serving import prepare as runtime_prep
+from service.serving.servables import Servable
 
 MODEL = Servable("digits", "1", "onnx", "ab" * 32, 10, Signature((), ()))
 VARIANT = Servable("digits", "var-0123456789", "onnx", "cd" * 32, 10, Signature((), ()))

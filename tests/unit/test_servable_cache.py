@@ -7,7 +7,7 @@ import pytest
 
 from pareto_core.errors import NotFound
 from pareto_core.tensors import Signature, TensorSpec
-from service.servables import ServableResolver
+from service.serving.servables import ServableResolver
 from service.store.repository import ModelRecord
 from service.store.sqlite_repository import SqliteRepository
 

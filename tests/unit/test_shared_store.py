@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from pareto_core.errors import FailedPrecondition
-from service.datadir import DataDirLock
 from service.jobs.spawn import worker_env
 from service.settings import Settings, SettingsError, load_settings
 from service.store.blobs import BlobStore
+from service.store.datadir import DataDirLock
 from service.store.open import lock_dir
 
 GRACE_S = 600.0

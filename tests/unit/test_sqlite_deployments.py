@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pareto_core.errors import AlreadyExists, FailedPrecondition, NotFound
-from service.deployments.records import (
+from service.store.deployment_records import (
     CANARY_RUNNING,
     ROLE_SHADOW,
     CanaryPlan,
@@ -17,7 +17,7 @@ from service.deployments.records import (
     DeploymentRecord,
     TargetSpec,
 )
-from service.store.sqlite_codec import now
+from service.store.sql_codec import now
 from tests.store_backends import BACKENDS, StoreBackend, store_backend
 
 RECORD = DeploymentRecord(

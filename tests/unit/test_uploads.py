@@ -14,8 +14,8 @@ import zipfile
 import pytest
 
 from pareto_core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, ResourceExhausted
+from service.catalog.uploads import UploadRequest, delete_model, recover_store
 from service.store.bundles import find_onnx
-from service.uploads import UploadRequest, delete_model, recover_store
 
 
 def sha(data: bytes) -> str:

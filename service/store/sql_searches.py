@@ -12,8 +12,8 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from service.store.records import SearchRecord
+from service.store.sql_codec import from_json, now, time_from_text, time_to_text, to_json
 from service.store.sql_types import Connection
-from service.store.sqlite_codec import from_json, now, time_from_text, time_to_text, to_json
 
 _COLUMNS = "job_id, spec, result, updated_at"
 

@@ -20,7 +20,7 @@ from typing import Any
 import grpc
 
 from service import metrics
-from service.dataplane import UNRESOLVED_LABELS
+from service.serving.dataplane import UNRESOLVED_LABELS
 
 _KSERVE = "/inference.GRPCInferenceService/"
 INFERENCE_METHODS = frozenset({_KSERVE + "ModelInfer", _KSERVE + "ModelStreamInfer"})

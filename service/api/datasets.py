@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from pareto.v1 import datasets_pb2, datasets_pb2_grpc
+from pareto_core import names
 from pareto_core.errors import InvalidArgument
-from service import names
-from service.datasets import DatasetUploader, DatasetUploadRequest, delete_dataset
-from service.servicers.engine_convert import dataset_to_proto
+from service.api.convert import dataset_to_proto
+from service.catalog.datasets import DatasetUploader, DatasetUploadRequest, delete_dataset
 from service.settings import Settings
 from service.store.blobs import BlobStore
 from service.store.records import DatasetRecord

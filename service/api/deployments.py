@@ -12,7 +12,8 @@ from pareto.v1 import deployments_pb2 as pb
 from pareto.v1 import deployments_pb2_grpc as pb_grpc
 from pareto_core.errors import InvalidArgument
 from service.deployments.manager import DeploymentManager
-from service.deployments.records import (
+from service.deployments.report import build_report
+from service.store.deployment_records import (
     ROLE_PRIMARY,
     ROLE_SHADOW,
     CanaryPlan,
@@ -20,7 +21,6 @@ from service.deployments.records import (
     DeploymentRecord,
     TargetSpec,
 )
-from service.deployments.report import build_report
 
 _ROLES = {
     pb.ROLE_UNSPECIFIED: ROLE_PRIMARY,

@@ -11,11 +11,12 @@ from collections.abc import Callable, Iterator
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
+from pareto_core import names
 from pareto_core.errors import ParetoError
 from runtimes import registry
-from service import kserve_codec, names
-from service.dataplane import DataPlane
-from service.router import ROUTE_KEY
+from service.api import kserve_codec
+from service.deployments.router import ROUTE_KEY
+from service.serving.dataplane import DataPlane
 
 SERVER_NAME = "pareto"
 EXTENSIONS = ("model_repository",)

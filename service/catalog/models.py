@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from pareto_core.errors import FailedPrecondition
-from service.deployments.records import deployments_using
-from service.sessions import SessionManager
+from service.catalog.uploads import delete_model
+from service.serving.sessions import SessionManager
 from service.store.blobs import BlobStore
+from service.store.deployment_records import deployments_using
 from service.store.records import JOB_FINAL_STATES
 from service.store.repository import ModelRecord
 from service.store.sqlite_repository import SqliteRepository
-from service.uploads import delete_model
 
 LISTED = 5  # dependents named in an error message
 

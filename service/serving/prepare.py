@@ -24,7 +24,7 @@ from pareto_core.errors import FailedPrecondition, InvalidArgument
 from runtimes.artifacts import ArtifactCache
 from runtimes.base import Runtime
 from service import metrics
-from service.servables import Servable
+from service.serving.servables import Servable
 
 DatasetPath = Callable[[str], Path]
 # (runtime, model, options) -> (what `runtime.load` takes, the completed options)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from pareto_core.errors import FailedPrecondition, NotFound
-from service.deployments.records import deployments_using
-from service.sessions import SessionManager
+from service.catalog.uploads import delete_if_unreferenced
+from service.serving.sessions import SessionManager
 from service.store.blobs import BlobStore
+from service.store.deployment_records import deployments_using
 from service.store.records import VariantRecord
 from service.store.sqlite_repository import SqliteRepository
-from service.uploads import delete_if_unreferenced
 
 
 def list_variants(repo: SqliteRepository, model: str = "") -> list[VariantRecord]:

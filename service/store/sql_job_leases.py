@@ -22,8 +22,8 @@ from datetime import datetime, timedelta
 
 from service.store.engine_repository import JobRepository
 from service.store.records import JOB_FAILED, JOB_QUEUED, JOB_RUNNING, JobRecord
+from service.store.sql_codec import time_to_text
 from service.store.sql_types import Connection
-from service.store.sqlite_codec import time_to_text
 from service.store.sqlite_job_rows import COLUMNS, row_to_job, write_job
 
 

@@ -12,9 +12,9 @@ from dataclasses import replace
 from typing import Any
 
 from pareto_core.errors import AlreadyExists, FailedPrecondition, NotFound
-from service.deployments.records import DeploymentRecord, spec_from_data, spec_to_data
+from service.store.deployment_records import DeploymentRecord, spec_from_data, spec_to_data
+from service.store.sql_codec import from_json, now, time_from_text, time_to_text, to_json
 from service.store.sql_types import Connection
-from service.store.sqlite_codec import from_json, now, time_from_text, time_to_text, to_json
 
 _COLUMNS = "name, model, spec, revision, created_at, updated_at"
 

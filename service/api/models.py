@@ -7,12 +7,13 @@ from collections.abc import Iterator
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from pareto.v1 import common_pb2, models_pb2, models_pb2_grpc
+from pareto_core import names
 from pareto_core.errors import InvalidArgument
 from pareto_core.tensors import TensorSpec
-from service import metrics, names
-from service.catalog import ModelCatalog
+from service import metrics
+from service.catalog.models import ModelCatalog
+from service.catalog.uploads import Uploader, UploadRequest
 from service.store.repository import ModelRecord, ModelRepository
-from service.uploads import Uploader, UploadRequest
 
 _FORMAT_TO_PROTO = {
     "onnx": common_pb2.MODEL_FORMAT_ONNX,

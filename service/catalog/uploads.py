@@ -24,7 +24,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, TypeVar
 
-from pareto_core import formats
+from pareto_core import formats, names
 from pareto_core.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -34,8 +34,7 @@ from pareto_core.errors import (
     ResourceExhausted,
 )
 from pareto_core.tensors import Signature
-from service import names
-from service.model_inspect import inspect_model
+from service.catalog.model_inspect import inspect_model
 from service.store.blobs import BlobStore, check_sha256
 from service.store.repository import ModelRecord, ModelRepository
 from service.store.sqlite_repository import already_exists_message

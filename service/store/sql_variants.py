@@ -11,8 +11,7 @@ from pareto_core.errors import AlreadyExists, NotFound
 from pareto_core.tensors import Signature
 from service.store.engine_repository import VariantRepository
 from service.store.records import VariantRecord
-from service.store.sql_types import Connection
-from service.store.sqlite_codec import (
+from service.store.sql_codec import (
     from_json,
     now,
     recipe_from_data,
@@ -23,6 +22,7 @@ from service.store.sqlite_codec import (
     time_to_text,
     to_json,
 )
+from service.store.sql_types import Connection
 
 _COLUMNS = (
     "id, parent_model, parent_version, job_id, recipe, format, sha256, size_bytes, inputs, "

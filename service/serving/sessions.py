@@ -18,7 +18,7 @@ from pareto_core.tensors import Signature
 from runtimes import registry
 from runtimes.base import Runtime, Session
 from service import metrics
-from service.servables import Servable, ServableResolver
+from service.serving.servables import Servable, ServableResolver
 from service.store.blobs import BlobStore
 from service.store.bundles import find_onnx
 
@@ -149,7 +149,7 @@ class SessionManager:
         path = self._model_path(servable)
         # issue 7 (runtimes): complete the runtime's options and build or reuse its cached
         # artifact (TensorRT engine, int8 .tflite) before loading: service/runtime_prep.py.
-        from service import runtime_prep
+        from service.serving import prepare as runtime_prep
 
         path, options = runtime_prep.prepare(runtime, servable, path, options, self._blobs.root)
         started = time.perf_counter()

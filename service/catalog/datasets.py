@@ -1,7 +1,7 @@
 """Datasets: `.npz` archives of named input arrays (first axis = samples) and optional
 `labels`, used by compression jobs to calibrate, fine-tune and evaluate.
 
-Uploading reuses the model upload pipeline (`service.uploads.Upload`: staging file, size
+Uploading reuses the model upload pipeline (`service.catalog.uploads.Upload`: staging file, size
 and sha256 checks, abort on any error, blob committed before the record), with the
 archive checks below in place of the model inspection. Nothing is unpickled, ever:
 every array's `.npy` header is read first (dtype, shape: object arrays are refused, the
@@ -31,11 +31,7 @@ from pareto_core.errors import (
     ResourceExhausted,
 )
 from pareto_core.tensors import KSERVE_TO_NUMPY, NUMPY_TO_KSERVE, Signature, TensorSpec
-from service.store.blobs import BlobStore
-from service.store.records import DatasetRecord
-from service.store.sqlite_datasets import dataset_exists_message
-from service.store.sqlite_repository import SqliteRepository
-from service.uploads import (
+from service.catalog.uploads import (
     Upload,
     Uploader,
     commit_and_record,
@@ -43,6 +39,10 @@ from service.uploads import (
     validate_model_name,
     validate_stream_header,
 )
+from service.store.blobs import BlobStore
+from service.store.records import DatasetRecord
+from service.store.sql_datasets import dataset_exists_message
+from service.store.sqlite_repository import SqliteRepository
 
 LABELS = "labels"
 _ZIP_MAGIC = b"PK\x03\x04"

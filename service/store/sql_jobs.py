@@ -17,8 +17,8 @@ from typing import Any
 from pareto_core.errors import AlreadyExists, NotFound, ResourceExhausted
 from service.store.engine_repository import JobRepository
 from service.store.records import JOB_FINAL_STATES, JOB_QUEUED, JobEvent, JobRecord
+from service.store.sql_codec import now
 from service.store.sql_types import Connection
-from service.store.sqlite_codec import now
 from service.store.sqlite_job_rows import (
     COLUMNS,
     EVENT_COLUMNS,

@@ -22,7 +22,7 @@ import numpy as np
 from pareto_core.errors import ParetoError
 from service import metrics
 from service.deployments.compare import compare
-from service.sessions import SessionManager
+from service.serving.sessions import SessionManager
 
 if TYPE_CHECKING:
     from service.deployments.targets import ServingTarget

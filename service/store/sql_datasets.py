@@ -10,8 +10,7 @@ from typing import Any
 from pareto_core.errors import AlreadyExists, FailedPrecondition, NotFound
 from service.store.engine_repository import DatasetRepository
 from service.store.records import JOB_QUEUED, JOB_RUNNING, DatasetRecord
-from service.store.sql_types import Connection
-from service.store.sqlite_codec import (
+from service.store.sql_codec import (
     from_json,
     now,
     specs_from_json,
@@ -19,6 +18,7 @@ from service.store.sqlite_codec import (
     time_from_text,
     time_to_text,
 )
+from service.store.sql_types import Connection
 
 _COLUMNS = "name, sha256, size_bytes, arrays, num_samples, has_labels, description, created_at"
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from pareto.v1 import variants_pb2, variants_pb2_grpc
+from pareto_core import names
 from pareto_core.errors import InvalidArgument
-from service import names
-from service.servicers.engine_convert import variant_to_proto
-from service.sessions import SessionManager
+from service.api.convert import variant_to_proto
+from service.catalog.variants import delete_variant, list_variants
+from service.serving.sessions import SessionManager
 from service.store.blobs import BlobStore
 from service.store.sqlite_repository import SqliteRepository
-from service.variants import delete_variant, list_variants
 
 
 class VariantServicer(variants_pb2_grpc.VariantServiceServicer):

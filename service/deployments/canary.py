@@ -22,7 +22,8 @@ from pareto_core.errors import ParetoError
 from service import metrics
 from service.deployments.endpoint import Endpoint
 from service.deployments.manager import DeploymentManager
-from service.deployments.records import (
+from service.deployments.stats import Mark, Window
+from service.store.deployment_records import (
     CANARY_PROMOTED,
     CANARY_ROLLED_BACK,
     CANARY_RUNNING,
@@ -30,8 +31,7 @@ from service.deployments.records import (
     CanaryStatus,
     DeploymentRecord,
 )
-from service.deployments.stats import Mark, Window
-from service.store.sqlite_codec import now
+from service.store.sql_codec import now
 
 log = logging.getLogger(__name__)
 

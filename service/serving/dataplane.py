@@ -15,8 +15,8 @@ import numpy as np
 
 from pareto_core.tensors import Signature
 from service import metrics
-from service.servables import Servable
-from service.sessions import SessionManager
+from service.serving.servables import Servable
+from service.serving.sessions import SessionManager
 
 if TYPE_CHECKING:
     from service.deployments.manager import DeploymentManager

@@ -21,7 +21,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from pareto.v1 import common_pb2, datasets_pb2, jobs_pb2, variants_pb2
 from pareto_core.errors import InvalidArgument
-from service.servicers.models import tensor_to_proto
+from service.api.models import tensor_to_proto
 from service.store.records import DatasetRecord, JobEvent, JobRecord, RecipeSpec, VariantRecord
 
 _STATE_PREFIX = "JOB_STATE_"

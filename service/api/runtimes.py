@@ -11,7 +11,7 @@ from pareto_core.formats import FORMAT_ONNX_BUNDLE
 from runtimes import registry
 from runtimes.base import Runtime
 from runtimes.triton_config import ExportSettings, build_config, config_text, ensure_onnx
-from service.servables import Servable, ServableResolver
+from service.serving.servables import Servable, ServableResolver
 from service.store.blobs import BlobStore
 from service.store.bundles import find_onnx
 

@@ -1,1 +1,0 @@
-"""Thin gRPC adapters: protobuf <-> domain objects, nothing else."""
