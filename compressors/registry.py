@@ -2,12 +2,15 @@
 
 Technique modules register themselves with `@register` when imported. `TECHNIQUE_MODULES`
 lists them; they are imported on first use and must be cheap to import (no torch at import).
+A process adds the modules of its user's own techniques with `add_modules`
+(PARETO_EXTRA_TECHNIQUE_MODULES, read by the server and the job worker).
 """
 
 from __future__ import annotations
 
 import importlib
 import threading
+from collections.abc import Iterable
 from typing import Any
 
 from pydantic import ValidationError
@@ -33,6 +36,7 @@ TECHNIQUE_MODULES: tuple[str, ...] = (
 CONFIG_VERSION = 1
 
 _techniques: dict[str, type[Technique]] = {}
+_extra_modules: list[str] = []
 _loaded = False
 _lock = threading.Lock()
 
@@ -50,17 +54,20 @@ def _load_all() -> None:
     with _lock:
         if _loaded:
             return
-        for module in (*TECHNIQUE_MODULES, *_plugin_modules()):
+        for module in (*TECHNIQUE_MODULES, *_extra_modules):
             importlib.import_module(module)
         _loaded = True
 
 
-def _plugin_modules() -> list[str]:
-    """PARETO_EXTRA_TECHNIQUE_MODULES: techniques of the user's own, registered the same way."""
-    from service.settings import Settings
-
-    text = Settings().extra_technique_modules
-    return [m.strip() for m in text.split(",") if m.strip()]
+def add_modules(modules: Iterable[str]) -> None:
+    """Technique modules of the user's own, registered the same way as ours (imported now
+    if the registry is already loaded, else with the others on first use)."""
+    with _lock:
+        new = [m for m in modules if m and m not in _extra_modules]
+        _extra_modules.extend(new)
+        loaded = _loaded
+    for module in new if loaded else ():
+        importlib.import_module(module)
 
 
 def names() -> list[str]:

@@ -12,6 +12,9 @@ model, the build options). A new TensorRT version or another GPU gives a new key
 engine is rebuilt rather than reused. A build appears under its key only through an atomic
 rename of a finished directory, so a reader never sees half an artifact. Concurrent
 prepares of one key build once (a lock per key); different keys build in parallel.
+
+What happens (hits, misses, build times) is reported to `CacheEvents`, which the process
+that owns the metrics supplies.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ import shutil
 import threading
 import time
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +35,19 @@ from pareto_core.errors import FailedPrecondition, ParetoError
 from runtimes.base import Runtime
 
 MANIFEST = "artifact.json"
+
+
+def _ignore(*args: object) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class CacheEvents:
+    """Callbacks for what the cache does: (runtime, hit) per prepare that needs an
+    artifact, (runtime, seconds) per finished build."""
+
+    looked_up: Callable[[str, bool], None] = _ignore
+    built: Callable[[str, float], None] = _ignore
 
 
 def cache_key(model_sha256: str, runtime: str, parts: dict[str, str]) -> str:
@@ -41,8 +59,9 @@ def cache_key(model_sha256: str, runtime: str, parts: dict[str, str]) -> str:
 
 
 class ArtifactCache:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, events: CacheEvents | None = None) -> None:
         self.root = Path(root)
+        self._events = events or CacheEvents()
         self._tmp = self.root / "tmp"
         self._tmp.mkdir(parents=True, exist_ok=True)
         self._locks: dict[str, threading.Lock] = {}
@@ -72,10 +91,9 @@ class ArtifactCache:
             lock = self._locks.setdefault(key, threading.Lock())
         with lock:
             found = self._lookup(key)
+            self._events.looked_up(runtime.name, found is not None)
             if found is not None:
-                _count(runtime.name, hit=True)
                 return found
-            _count(runtime.name, hit=False)
             return self._build(runtime, key, parts, model_sha256, model_path, options)
 
     def _lookup(self, key: str) -> Path | None:
@@ -118,7 +136,7 @@ class ArtifactCache:
             raise FailedPrecondition(f"{runtime.name} could not build {model_path}: {exc}") from exc
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
-        _observe_build(runtime.name, seconds)
+        self._events.built(runtime.name, seconds)
         return final / relative
 
     def manifest(self, artifact: Path) -> dict[str, Any]:
@@ -127,16 +145,3 @@ class ArtifactCache:
             if parent.parent == self.root and (parent / MANIFEST).is_file():
                 return json.loads((parent / MANIFEST).read_text())
         raise FailedPrecondition(f"{artifact} is not an artifact in {self.root}")
-
-
-def _count(runtime: str, hit: bool) -> None:
-    from service import metrics
-
-    counter = metrics.RUNTIME_CACHE_HITS if hit else metrics.RUNTIME_CACHE_MISSES
-    counter.labels(runtime).inc()
-
-
-def _observe_build(runtime: str, seconds: float) -> None:
-    from service import metrics
-
-    metrics.RUNTIME_BUILD_DURATION.labels(runtime).observe(seconds)

@@ -8,13 +8,17 @@ module so that importing this file stays cheap.
 from __future__ import annotations
 
 import abc
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
+from pydantic import BaseModel
 
+from pareto_core.errors import InvalidArgument
 from pareto_core.tensors import KSERVE_TO_NUMPY, Signature
+from runtimes.options import OptionContext, Options, parse_options
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,41 @@ class Runtime(abc.ABC):
     formats: frozenset[str]
     # False: never picked by `runtime_for_format`, only when asked for by name.
     auto_select: bool = True
+    # The runtime's options (a frozen pydantic model that refuses unknown fields).
+    options_model: ClassVar[type[BaseModel]]
+    # Options only the process sets, each with the hint a caller who gives one gets.
+    server_options: ClassVar[Mapping[str, str]] = {}
+    # Its build quantizes on a representative dataset: measuring a job's models on it
+    # needs the job's calibration dataset.
+    needs_calibration: ClassVar[bool] = False
+
+    def parse_options(self, options: Mapping[str, Any] | BaseModel | None) -> Any:
+        """`options` validated as `options_model` (InvalidArgument naming each bad field)."""
+        return parse_options(self.name, self.options_model, options)
+
+    def thread_options(self, threads: int) -> Options:
+        """Options that run a session on `threads` threads (how jobs measure); {} for a
+        runtime without a thread setting."""
+        return {}
+
+    def complete_options(self, options: Options, context: OptionContext) -> Options:
+        """Fill in what only the process knows (runtimes/options.py); default: nothing."""
+        return options
+
+    def resolve_options(
+        self,
+        defaults: Mapping[str, Any],
+        given: Mapping[str, Any] | None,
+        context: OptionContext,
+    ) -> Options:
+        """The options a session of this runtime loads with: the process's `defaults` for
+        it, then the caller's `given` ones, then `complete_options` (runtimes/options.py).
+        A caller may not give a `server_options` option."""
+        given = dict(given or {})
+        for name, hint in self.server_options.items():
+            if name in given:
+                raise InvalidArgument(f"{self.name} option {name!r} is set by the server; {hint}")
+        return self.complete_options({**defaults, **given}, context)
 
     def capabilities(self) -> Capabilities:
         """Formats, datatypes and devices; backends narrow the defaults."""

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pareto_core.errors import FailedPrecondition, InvalidArgument
 from runtimes.base import Capabilities, Runtime, RuntimeDescription
-from runtimes.options import parse_options
+from runtimes.options import OptionContext, Options
 from runtimes.tflite_session import TfliteSession
 
 RUNTIME_NAME = "edgetpu_tflite"
@@ -95,6 +95,26 @@ class EdgeTpuTflite(Runtime):
     name = RUNTIME_NAME
     formats = frozenset({"onnx", "torch_export"})
     auto_select = False  # needs a calibration dataset: only when asked for
+    options_model = EdgeTpuOptions
+    # A filesystem path is never taken from a caller: the process resolves the name.
+    server_options = {"calibration": "name a stored dataset with calibration_dataset instead"}
+    needs_calibration = True
+
+    def thread_options(self, threads: int) -> Options:
+        return {"threads": threads}
+
+    def complete_options(self, options: Options, context: OptionContext) -> Options:
+        """`calibration_dataset` (a stored dataset's name; a job's own when it measures)
+        resolved to the dataset's file as `calibration`."""
+        completed = dict(options)
+        if context.calibration_dataset:
+            completed["calibration_dataset"] = context.calibration_dataset
+        dataset = completed.get("calibration_dataset")
+        if dataset:
+            if context.find_dataset is None:
+                raise FailedPrecondition("this server cannot resolve calibration datasets")
+            completed["calibration"] = str(context.find_dataset(str(dataset)))
+        return completed
 
     def capabilities(self) -> Capabilities:
         return Capabilities(
@@ -110,7 +130,7 @@ class EdgeTpuTflite(Runtime):
         return "edgetpu" if edgetpu_delegate_present() else "cpu-fallback"
 
     def build_key_parts(self, options: dict[str, Any] | None = None) -> dict[str, str]:
-        opts = parse_options(RUNTIME_NAME, EdgeTpuOptions, options)
+        opts = self.parse_options(options)
         calibration = opts.calibration
         return {
             "converter": f"litert-torch {converter_version()}",
@@ -120,7 +140,7 @@ class EdgeTpuTflite(Runtime):
         }
 
     def build(self, model_path: Path, out_dir: Path, options: dict[str, Any] | None) -> Path:
-        opts = parse_options(RUNTIME_NAME, EdgeTpuOptions, options)
+        opts = self.parse_options(options)
         if opts.calibration is None:
             raise InvalidArgument(
                 f"{RUNTIME_NAME} needs a representative dataset to quantize the model to int8: "
@@ -142,7 +162,7 @@ class EdgeTpuTflite(Runtime):
         return out
 
     def load(self, model_path: Path, options: dict[str, Any] | None = None) -> TfliteSession:
-        opts = parse_options(RUNTIME_NAME, EdgeTpuOptions, options)
+        opts = self.parse_options(options)
         path = Path(model_path)
         report_file = path.parent / REPORT
         if not path.is_file() or not report_file.is_file():

@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from pareto_core.errors import FailedPrecondition, Internal, InvalidArgument
 from pareto_core.tensors import Signature, TensorSpec
 from runtimes.base import Runtime, RuntimeDescription, Session
+from runtimes.options import Options, parse_options
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -50,35 +51,13 @@ class OrtOptions(BaseModel):
     execution_mode: Literal["sequential", "parallel"] = "sequential"
 
 
-def parse_options(options: dict[str, Any] | OrtOptions | None) -> OrtOptions:
-    """Validate runtime options; InvalidArgument names each bad field and the value got."""
-    if isinstance(options, OrtOptions):
-        return options
-    if options is not None and not isinstance(options, dict):
-        raise InvalidArgument(
-            f"{RUNTIME_NAME} options must be a mapping, got {type(options).__name__}"
-        )
-    try:
-        return OrtOptions.model_validate(options or {})
-    except ValidationError as exc:
-        raise InvalidArgument("; ".join(_describe_error(e) for e in exc.errors())) from None
-
-
-def _describe_error(error: Any) -> str:
-    field = ".".join(str(part) for part in error["loc"])
-    if error["type"] == "extra_forbidden":
-        known = sorted(OrtOptions.model_fields)
-        return f"unknown {RUNTIME_NAME} option {field!r}; known options: {known}"
-    return f"{RUNTIME_NAME} option {field!r}: {error['msg']} (got {error['input']!r})"
-
-
 def session_options_from(
     options: dict[str, Any] | OrtOptions | None,
 ) -> onnxruntime.SessionOptions:
     """The exact SessionOptions `OnnxRuntimeCpu.load` uses (for identical direct sessions)."""
     import onnxruntime as ort
 
-    opts = parse_options(options)
+    opts = parse_options(RUNTIME_NAME, OrtOptions, options)
     levels = {
         "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
         "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
@@ -151,6 +130,10 @@ class OrtSession(Session):
 class OnnxRuntimeCpu(Runtime):
     name = RUNTIME_NAME
     formats = frozenset({"onnx", "onnx_bundle"})
+    options_model = OrtOptions
+
+    def thread_options(self, threads: int) -> Options:
+        return {"intra_op_threads": threads, "inter_op_threads": 1}
 
     def available(self) -> str | None:
         try:
@@ -162,7 +145,7 @@ class OnnxRuntimeCpu(Runtime):
         return None
 
     def load(self, model_path: Path, options: dict[str, Any] | None = None) -> OrtSession:
-        opts = parse_options(options)
+        opts = parse_options(RUNTIME_NAME, OrtOptions, options)
         path = _model_file(Path(model_path))
         import onnxruntime as ort
 

@@ -1,7 +1,25 @@
-"""Runtime options: a per-runtime pydantic model, validated with messages naming the field."""
+"""Runtime options: validated per runtime, completed in one order for serving and for jobs.
+
+Every runtime declares its options as a frozen pydantic model (`Runtime.options_model`);
+`parse_options` validates a mapping against it with messages naming the field.
+`Runtime.resolve_options` is the one place where the options a session loads with are put
+together, in this order (later wins):
+
+1. the process's defaults for that runtime (`PARETO_RUNTIME_OPTIONS`, and the
+   `PARETO_ORT_*` settings for `onnxruntime_cpu`),
+2. the caller's options (a deployment target's `runtime_options`, a job's thread count),
+3. what only the process knows, filled in by the runtime itself
+   (`Runtime.complete_options`: a served name, a stored dataset's file).
+
+A caller may not set an option the runtime reserves for the process
+(`Runtime.server_options`, such as a filesystem path).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -9,18 +27,33 @@ from pydantic import BaseModel, ValidationError
 from pareto_core.errors import InvalidArgument
 
 OptionsT = TypeVar("OptionsT", bound=BaseModel)
+Options = dict[str, Any]
+DatasetLookup = Callable[[str], Path]
+
+
+@dataclass(frozen=True)
+class OptionContext:
+    """What the process knows that a caller's options do not say."""
+
+    # The KServe model name the session serves ("digits", "digits.var-0123456789").
+    served_name: str = ""
+    # A stored dataset's .npz file by name; None where datasets cannot be looked up.
+    find_dataset: DatasetLookup | None = None
+    # A job measuring on a runtime that calibrates: its own calibration dataset, which
+    # replaces any other (a job's figures depend on its inputs only).
+    calibration_dataset: str = ""
 
 
 def parse_options(
-    runtime: str, model: type[OptionsT], options: dict[str, Any] | BaseModel | None
+    runtime: str, model: type[OptionsT], options: Mapping[str, Any] | BaseModel | None
 ) -> OptionsT:
     """`options` validated as `model`; InvalidArgument names each bad field and the value."""
     if isinstance(options, model):
         return options
-    if options is not None and not isinstance(options, dict):
+    if options is not None and not isinstance(options, Mapping):
         raise InvalidArgument(f"{runtime} options must be a mapping, got {type(options).__name__}")
     try:
-        return model.model_validate(options or {})
+        return model.model_validate(dict(options or {}))
     except ValidationError as exc:
         problems = []
         for error in exc.errors():

@@ -24,7 +24,6 @@ from typing import Any
 
 from pareto_core.errors import FailedPrecondition
 from runtimes.base import Capabilities, Runtime, RuntimeDescription
-from runtimes.options import parse_options
 from runtimes.tensorrt_io import check_cuda
 from runtimes.tensorrt_plan import (
     Profile,
@@ -76,6 +75,7 @@ class TensorRtGpu(Runtime):
     name = RUNTIME_NAME
     formats = frozenset({"onnx", "onnx_bundle"})
     auto_select = False  # only when asked for: never a silent switch of device
+    options_model = TensorRtOptions
 
     def capabilities(self) -> Capabilities:
         return Capabilities(
@@ -90,7 +90,7 @@ class TensorRtGpu(Runtime):
     def build_key_parts(self, options: dict[str, Any] | None = None) -> dict[str, str]:
         import tensorrt as trt
 
-        opts = parse_options(RUNTIME_NAME, TensorRtOptions, options)
+        opts = self.parse_options(options)
         gpu, capability = gpu_identity(opts.device_id)
         return build_key_parts(opts, trt.__version__, gpu, capability)
 
@@ -101,7 +101,7 @@ class TensorRtGpu(Runtime):
         from pareto_core.onnx_signature import onnx_signature
         from runtimes.onnxruntime_cpu import _model_file
 
-        opts = parse_options(RUNTIME_NAME, TensorRtOptions, options)
+        opts = self.parse_options(options)
         path = _model_file(Path(model_path))
         model = onnx.load(str(path), load_external_data=False)
         profile = derive_profile(onnx_signature(model), opts)
@@ -156,7 +156,7 @@ class TensorRtGpu(Runtime):
             raise FailedPrecondition(f"runtime {RUNTIME_NAME!r} is not available: {missing}")
         from runtimes.tensorrt_io import TensorRtSession
 
-        opts = parse_options(RUNTIME_NAME, TensorRtOptions, options)
+        opts = self.parse_options(options)
         path = Path(model_path)
         if path.name != ENGINE or not (path.parent / PLAN).is_file():
             raise FailedPrecondition(f"{path} is not a prepared {RUNTIME_NAME} engine")

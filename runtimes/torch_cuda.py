@@ -37,7 +37,6 @@ from pareto_core.errors import FailedPrecondition, Internal, InvalidArgument
 from pareto_core.tensors import KSERVE_TO_NUMPY, Signature, TensorSpec
 from runtimes.base import Capabilities, Runtime, RuntimeDescription, Session
 from runtimes.cuda_probe import missing_requirement
-from runtimes.options import parse_options
 
 RUNTIME_NAME = "torch_cuda"
 FORMATS = frozenset({"torch_export"})
@@ -238,6 +237,7 @@ class TorchCuda(Runtime):
     name = RUNTIME_NAME
     formats = FORMATS
     auto_select = False  # only when asked for: never a silent switch of device
+    options_model = TorchCudaOptions
 
     def __init__(self) -> None:
         self._sessions: weakref.WeakSet[TorchCudaSession] = weakref.WeakSet()
@@ -249,7 +249,7 @@ class TorchCuda(Runtime):
         return missing_requirement()
 
     def load(self, model_path: Path, options: dict[str, Any] | None = None) -> TorchCudaSession:
-        opts = parse_options(RUNTIME_NAME, TorchCudaOptions, options)
+        opts = self.parse_options(options)
         missing = missing_requirement()
         if missing is not None:
             raise _not_available(missing)

@@ -34,7 +34,7 @@ from pareto_core.errors import (
 )
 from pareto_core.tensors import Signature, TensorSpec
 from runtimes.base import Capabilities, Runtime, RuntimeDescription, Session
-from runtimes.options import parse_options
+from runtimes.options import OptionContext, Options
 
 RUNTIME_NAME = "triton_remote"
 T = TypeVar("T")
@@ -191,6 +191,13 @@ class TritonRemote(Runtime):
     name = RUNTIME_NAME
     formats = frozenset({"onnx", "onnx_bundle", "torch_export"})
     auto_select = False  # needs the remote server's address: only when asked for
+    options_model = TritonOptions
+
+    def complete_options(self, options: Options, context: OptionContext) -> Options:
+        """The remote model defaults to the name this gateway serves it under."""
+        if options.get("model_name") or not context.served_name:
+            return options
+        return {**options, "model_name": context.served_name}
 
     def capabilities(self) -> Capabilities:
         from pareto_core.tensors import KSERVE_TO_NUMPY
@@ -205,7 +212,7 @@ class TritonRemote(Runtime):
         return None
 
     def load(self, model_path: Path, options: dict[str, Any] | None = None) -> TritonSession:
-        opts = parse_options(RUNTIME_NAME, TritonOptions, options)
+        opts = self.parse_options(options)
         if not opts.url or not opts.model_name:
             raise FailedPrecondition(
                 f"{RUNTIME_NAME} needs the remote server and model: set runtime options url "

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from prometheus_client import Counter, Gauge, Histogram
 
 from pareto_core.errors import ParetoError
+from runtimes.artifacts import CacheEvents
 from runtimes.memory_probe import MEMORY_METHOD
 
 _SERVING = ("model", "variant", "runtime")
@@ -187,3 +188,15 @@ def count_outcome(record: Callable[[str], None]) -> Iterator[None]:
         raise
     finally:
         record(code)
+
+
+def _artifact_looked_up(runtime: str, hit: bool) -> None:
+    (RUNTIME_CACHE_HITS if hit else RUNTIME_CACHE_MISSES).labels(runtime).inc()
+
+
+def _artifact_built(runtime: str, seconds: float) -> None:
+    RUNTIME_BUILD_DURATION.labels(runtime).observe(seconds)
+
+
+# What the runtimes' artifact cache reports, into the metrics above.
+ARTIFACT_CACHE_EVENTS = CacheEvents(looked_up=_artifact_looked_up, built=_artifact_built)

@@ -15,6 +15,7 @@ from prometheus_client import start_http_server
 from tritonclient.grpc import service_pb2 as kserve_pb
 from tritonclient.grpc import service_pb2_grpc as kserve_grpc
 
+from compressors import registry as technique_registry
 from pareto.v1 import (
     datasets_pb2,
     datasets_pb2_grpc,
@@ -44,8 +45,9 @@ from service.deployments.manager import DeploymentManager
 from service.deployments.shadow import ShadowQueue
 from service.deployments.sync import DeploymentSync
 from service.jobs.scheduler import JobScheduler
-from service.serving import prepare as runtime_prep
 from service.serving.dataplane import DataPlane
+from service.serving.executor import Executor
+from service.serving.prepare import RuntimePreparer
 from service.serving.servables import ServableResolver
 from service.serving.sessions import SessionManager
 from service.settings import Settings
@@ -93,6 +95,7 @@ class GatewayServer:
         self._auth = auth_interceptor(s)
         self._limiter = InflightLimiter(s.max_inflight_requests)
         self._lock.acquire()
+        technique_registry.add_modules(s.technique_modules())
         self.blobs = BlobStore(s.data_dir, orphan_grace_s=orphan_grace_s(s))
         self.repo = open_repository(s)
         orphans = recover_store(self.blobs, self.repo)
@@ -100,22 +103,23 @@ class GatewayServer:
             log.warning(
                 "removed %d blob(s) no record refers to (interrupted uploads)", len(orphans)
             )
+        self.preparer = RuntimePreparer(self.blobs.root, s.runtime_defaults(), self._dataset_path)
         self.sessions = SessionManager(
             ServableResolver(self.repo, s.resolve_cache_s),
             self.blobs,
-            s.ort_options(),
+            self.preparer,
             s.load_on_demand,
             s.measure_memory,
         )
-        runtime_prep.configure(s.runtime_options, self._dataset_path)
+        executor = Executor(self.sessions)
         self.scheduler = JobScheduler(self.repo, s)
         self.deployments = DeploymentManager(
             self.repo,
             self.sessions,
-            s.ort_options(),
-            ShadowQueue(self.sessions, s.shadow_queue_size, s.shadow_workers),
+            ShadowQueue(executor, s.shadow_queue_size, s.shadow_workers),
             s.route_stats_window,
         )
+        self.dataplane = DataPlane(executor, self.deployments)
         self.deployments.restore()
         self.canary = CanaryController(self.deployments, s.canary_interval_s)
         self.deployment_sync = DeploymentSync(self.deployments, s.deployment_sync_s)
@@ -149,7 +153,6 @@ class GatewayServer:
                 ("grpc.so_reuseport", 0),
             ],
         )
-        dataplane = DataPlane(self.sessions, self.deployments)
         deployments_pb2_grpc.add_DeploymentServiceServicer_to_server(
             DeploymentServicer(self.deployments), server
         )
@@ -168,7 +171,7 @@ class GatewayServer:
             VariantServicer(self.repo, self.blobs, self.sessions), server
         )
         kserve_grpc.add_GRPCInferenceServiceServicer_to_server(
-            InferenceServicer(dataplane, package_version(), self._ready.is_set), server
+            InferenceServicer(self.dataplane, package_version(), self._ready.is_set), server
         )
         runtime_service.add_to_server(
             runtime_service.RuntimeServicer(self.sessions.resolver, self.blobs), server

@@ -122,13 +122,24 @@ class Settings(BaseSettings):
         4096, ge=16, description="Latency samples kept per deployment target (report, canary)."
     )
 
-    def ort_options(self) -> dict[str, object]:
+    def technique_modules(self) -> list[str]:
+        """PARETO_EXTRA_TECHNIQUE_MODULES as a list of module names."""
+        return [m.strip() for m in self.extra_technique_modules.split(",") if m.strip()]
+
+    def ort_options(self) -> dict[str, Any]:
         """Session options handed to the ONNX Runtime CPU runtime."""
         return {
             "intra_op_threads": self.ort_intra_op_threads,
             "inter_op_threads": self.ort_inter_op_threads,
             "graph_optimization_level": self.ort_graph_optimization_level,
         }
+
+    def runtime_defaults(self) -> dict[str, dict[str, Any]]:
+        """Default options per runtime (runtimes/options.py): PARETO_RUNTIME_OPTIONS, with
+        the PARETO_ORT_* settings over it for onnxruntime_cpu."""
+        defaults = {name: dict(options) for name, options in self.runtime_options.items()}
+        defaults["onnxruntime_cpu"] = {**defaults.get("onnxruntime_cpu", {}), **self.ort_options()}
+        return defaults
 
 
 class SettingsError(ValueError):

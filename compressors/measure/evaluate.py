@@ -126,15 +126,6 @@ def evaluate(
 # --------------------------------------------------------------------------- sessions
 
 
-def _runtime_options(settings: EvaluationSettings) -> dict[str, Any]:
-    """The thread options of the runtimes that take them."""
-    if settings.runtime == "onnxruntime_cpu":
-        return {"intra_op_threads": settings.threads, "inter_op_threads": 1}
-    if settings.runtime == "edgetpu_tflite":
-        return {"threads": settings.threads}
-    return {}
-
-
 def _prepared(
     runtime: Runtime, artifact: Artifact, settings: EvaluationSettings
 ) -> tuple[Path, dict[str, Any]]:
@@ -142,7 +133,7 @@ def _prepared(
     missing = runtime.available()
     if missing is not None:
         raise FailedPrecondition(f"runtime {runtime.name!r} is not available: {missing}")
-    options = _runtime_options(settings)
+    options = runtime.thread_options(settings.threads)
     if not runtime.needs_build():
         return Path(artifact.path), options
     if settings.prepare is None:

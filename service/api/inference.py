@@ -17,6 +17,7 @@ from runtimes import registry
 from service.api import kserve_codec
 from service.deployments.router import ROUTE_KEY
 from service.serving.dataplane import DataPlane
+from service.serving.targets import Target
 
 SERVER_NAME = "pareto"
 EXTENSIONS = ("model_repository",)
@@ -91,7 +92,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         sessions = self._dataplane.sessions
         index = []
         for servable in sessions.resolver.all():
-            ready = sessions.is_ready(servable)
+            ready = sessions.is_ready(Target(servable))
             if request.ready and not ready:
                 continue
             index.append(

@@ -13,9 +13,9 @@ from pareto.v1 import jobs_pb2, jobs_pb2_grpc
 from pareto_core import names
 from pareto_core.errors import InvalidArgument, NotFound
 from service.api.convert import event_to_proto, job_to_proto, recipe_from_proto
+from service.api.search_convert import result_to_proto, search_from_proto, spec_to_proto
 from service.jobs.create import JobRequest, validate_job
 from service.jobs.scheduler import JobScheduler
-from service.search.convert import result_to_proto, search_from_proto, spec_to_proto
 from service.search.create import create_search_job
 from service.store.records import JOB_FINAL_STATES, JobRecord
 from service.store.sqlite_repository import SqliteRepository

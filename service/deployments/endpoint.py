@@ -16,8 +16,9 @@ from service import metrics
 from service.deployments.router import Route
 from service.deployments.shadow import ShadowJob, ShadowQueue
 from service.deployments.targets import ServingTarget
-from service.serving.dataplane import Decoder, InferResult
-from service.serving.sessions import SessionManager
+from service.serving.executor import Decoder, Executor, InferResult
+from service.serving.servables import Servable
+from service.serving.targets import Target
 from service.store.deployment_records import DeploymentRecord
 
 # Codes that are the caller's fault: not held against a target's error rate.
@@ -47,7 +48,7 @@ def build_endpoint(record: DeploymentRecord, targets: list[ServingTarget]) -> En
         if answering.is_shadow:
             continue
         for shadow in route.shadows:
-            if shadow.session_key != answering.session_key:  # same session: nothing to learn
+            if shadow.target.key != answering.target.key:  # same session: nothing to learn
                 copies[answering.name].append((shadow, shadow.spec.sample_rate))
     plan = record.canary
     if record.canary_running and plan is not None and plan.min_agreement > 0:
@@ -56,35 +57,47 @@ def build_endpoint(record: DeploymentRecord, targets: list[ServingTarget]) -> En
     return Endpoint(record, route, {name: tuple(c) for name, c in copies.items()})
 
 
-def infer(
-    endpoint: Endpoint,
-    sessions: SessionManager,
-    shadows: ShadowQueue,
-    version: str,
-    route_key: str,
-    decode: Decoder,
-) -> InferResult:
-    """Route, run on the chosen target's shared session, count, queue the copies."""
-    target = endpoint.route.choose(version, route_key)
-    started = time.perf_counter()
-    with metrics.count_outcome(_counter(target, started)):
-        # The per-model series count routed requests too, as they count plain ones.
-        with (
-            sessions.acquire_servable(*target.session_args) as model,
-            metrics.count_outcome(_model_counter(model.labels)),
-        ):
-            inputs, wanted = decode(model.signature)
-            metrics.INFERENCE_QUEUE_DURATION.labels(*model.labels).observe(
-                time.perf_counter() - started
-            )
-            outputs = model.session.run(inputs, wanted)
-        elapsed = time.perf_counter() - started
-        metrics.INFERENCE_DURATION.labels(*model.labels).observe(elapsed)
-        metrics.ENDPOINT_DURATION.labels(*target.labels).observe(elapsed)
-    for run, rate in endpoint.copies[target.name]:
-        if rate >= 1.0 or random.random() < rate:
-            shadows.submit(ShadowJob(run, target, inputs, wanted, outputs))
-    return InferResult(model.servable, model.runtime.name, outputs)
+class DeployedRoute:
+    """An endpoint as the data plane's `Route`: routed inference, metadata, readiness."""
+
+    def __init__(self, endpoint: Endpoint, shadows: ShadowQueue) -> None:
+        self._endpoint = endpoint
+        self._shadows = shadows
+
+    def infer(
+        self, executor: Executor, version: str, route_key: str, decode: Decoder
+    ) -> InferResult:
+        """Route, run on the chosen target, count, queue the copies."""
+        endpoint = self._endpoint
+        target = endpoint.route.choose(version, route_key)
+        started = time.perf_counter()
+        with metrics.count_outcome(_counter(target, started)):
+            result = executor.run(target.target, decode)
+            metrics.ENDPOINT_DURATION.labels(*target.labels).observe(time.perf_counter() - started)
+        for run, rate in endpoint.copies[target.name]:
+            if rate >= 1.0 or random.random() < rate:
+                self._shadows.submit(
+                    ShadowJob(run, target, result.inputs, result.wanted, result.outputs)
+                )
+        return result
+
+    def describe(self, version: str) -> tuple[Servable, str]:
+        """The pinned target, else the heaviest primary."""
+        target = self._metadata_target(version)
+        return target.servable, target.runtime_label
+
+    def ready_targets(self, version: str) -> list[Target]:
+        route = self._endpoint.route
+        targets = [route.pinned(version)] if version else list(route.primaries)
+        return [t.target for t in targets]
+
+    def _metadata_target(self, version: str) -> ServingTarget:
+        route = self._endpoint.route
+        return route.pinned(version) if version else max(route.primaries, key=_weight)
+
+
+def _weight(target: ServingTarget) -> float:
+    return target.weight
 
 
 def _counter(target: ServingTarget, started: float) -> Callable[[str], None]:
@@ -94,7 +107,3 @@ def _counter(target: ServingTarget, started: float) -> Callable[[str], None]:
             target.stats.record(time.perf_counter() - started, code == "OK")
 
     return count
-
-
-def _model_counter(labels: tuple[str, str, str]) -> Callable[[str], None]:
-    return lambda code: metrics.INFERENCE_REQUESTS.labels(*labels, code).inc()

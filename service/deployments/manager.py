@@ -11,16 +11,14 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import replace
-from typing import Any
 
-from pareto_core.errors import AlreadyExists, InvalidArgument, NotFound, ParetoError
+from pareto_core.errors import AlreadyExists, InvalidArgument, ParetoError
 from service import metrics
 from service.deployments import endpoint as ep
 from service.deployments import validate
 from service.deployments.shadow import ShadowQueue
 from service.deployments.stats import TargetStats
 from service.deployments.targets import ServingTarget, build_target, forget_metrics, publish_weight
-from service.serving.dataplane import Decoder, InferResult
 from service.serving.servables import Servable
 from service.serving.sessions import SessionManager
 from service.store.deployment_records import (
@@ -42,13 +40,11 @@ class DeploymentManager:
         self,
         repo: SqliteRepository,
         sessions: SessionManager,
-        server_options: dict[str, Any],
         shadows: ShadowQueue,
         stats_window: int = 4096,
     ) -> None:
         self._repo = repo
         self._sessions = sessions
-        self._server_options = server_options
         self.shadows = shadows
         self._stats_window = stats_window
         self._stats: dict[tuple[str, str], TargetStats] = {}
@@ -76,7 +72,7 @@ class DeploymentManager:
         for endpoint in self.endpoints():
             for target in endpoint.targets:
                 try:
-                    self._sessions.load(*target.session_args)
+                    self._sessions.load(target.target)
                 except Exception as exc:  # logged; requests will report it too
                     log.error("deployment %r target %r: %s", target.endpoint, target.name, exc)
 
@@ -85,35 +81,13 @@ class DeploymentManager:
     def serves(self, name: str) -> bool:
         return name in self._endpoints
 
-    def infer(self, name: str, version: str, route_key: str, decode: Decoder) -> InferResult:
-        endpoint = self._endpoint(name)
-        return ep.infer(endpoint, self._sessions, self.shadows, version, route_key, decode)
-
-    def servable(self, name: str, version: str = "") -> Servable:
-        """What metadata requests describe: the pinned target, else the heaviest primary."""
-        return self._metadata_target(name, version).servable
-
-    def runtime(self, name: str, version: str = "") -> str:
-        """The runtime that serves the target `servable` describes."""
-        return self._metadata_target(name, version).runtime_label
-
-    def _metadata_target(self, name: str, version: str) -> ServingTarget:
-        route = self._endpoint(name).route
-        return route.pinned(version) if version else max(route.primaries, key=_weight)
-
-    def ready(self, name: str, version: str = "") -> bool:
-        route = self._endpoint(name).route
-        targets = [route.pinned(version)] if version else route.primaries
-        return all(self._sessions.is_ready(*t.session_args) for t in targets)
+    def route(self, name: str) -> ep.DeployedRoute | None:
+        """The data plane's route for endpoint `name` (None: no such deployment)."""
+        endpoint = self._endpoints.get(name)
+        return None if endpoint is None else ep.DeployedRoute(endpoint, self.shadows)
 
     def endpoints(self) -> list[ep.Endpoint]:
         return list(self._endpoints.values())
-
-    def _endpoint(self, name: str) -> ep.Endpoint:
-        found = self._endpoints.get(name)
-        if found is None:
-            raise NotFound(f"deployment {name!r} not found")
-        return found
 
     # -- management ---------------------------------------------------------------------
 
@@ -221,9 +195,8 @@ class DeploymentManager:
                 validate.resolve_target(self._repo, record.model, t.model_version, t.name)
                 for t in record.targets
             ]
-        options = self._server_options
         targets = [
-            build_target(record.name, spec, servable, options, self._stats_of(record, spec))
+            build_target(record.name, spec, servable, self._stats_of(record, spec))
             for spec, servable in zip(record.targets, servables, strict=True)
         ]
         return ep.build_endpoint(record, targets)
@@ -239,12 +212,12 @@ class DeploymentManager:
         loaded: list[ServingTarget] = []
         try:
             for target in endpoint.targets:
-                if not self._sessions.is_ready(*target.session_args):
-                    self._sessions.load(*target.session_args)
+                if not self._sessions.is_ready(target.target):
+                    self._sessions.load(target.target)
                     loaded.append(target)
         except ParetoError as exc:
             for target in loaded:
-                self._sessions.unload_session(*target.session_args)
+                self._sessions.unload_target(target.target)
             for target in endpoint.targets:
                 self._stats.pop((endpoint.record.name, target.name), None)
             raise type(exc)(f"target {target.name!r}: {exc}") from None
@@ -268,12 +241,12 @@ class DeploymentManager:
     def _retire(self, targets: tuple[ServingTarget, ...]) -> None:
         """Forget removed targets; close their own sessions unless another endpoint uses
         them (draining in-flight requests first)."""
-        in_use = {t.session_key for e in self._endpoints.values() for t in e.targets}
+        in_use = {t.target.key for e in self._endpoints.values() for t in e.targets}
         for target in targets:
             forget_metrics(target)
             self._stats.pop((target.endpoint, target.name), None)
-            if target.has_own_session and target.session_key not in in_use:
-                self._sessions.unload_session(*target.session_args)
+            if target.has_own_session and target.target.key not in in_use:
+                self._sessions.unload_target(target.target)
 
 
 def replace_record(endpoint: ep.Endpoint, record: DeploymentRecord) -> ep.Endpoint:
@@ -283,7 +256,3 @@ def replace_record(endpoint: ep.Endpoint, record: DeploymentRecord) -> ep.Endpoi
 def _same_revision(a: DeploymentRecord, b: DeploymentRecord) -> bool:
     """Revisions restart at 1 when a name is deleted and created again: compare times too."""
     return (a.revision, a.created_at, a.updated_at) == (b.revision, b.created_at, b.updated_at)
-
-
-def _weight(target: ServingTarget) -> float:
-    return target.weight

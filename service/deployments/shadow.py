@@ -22,7 +22,7 @@ import numpy as np
 from pareto_core.errors import ParetoError
 from service import metrics
 from service.deployments.compare import compare
-from service.serving.sessions import SessionManager
+from service.serving.executor import Executor
 
 if TYPE_CHECKING:
     from service.deployments.targets import ServingTarget
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ShadowJob:
-    run: ServingTarget  # whose session runs the copy
+    run: ServingTarget  # the target that runs the copy
     answered: ServingTarget  # who answered the client
     inputs: dict[str, np.ndarray]
     wanted: list[str] | None
@@ -40,8 +40,8 @@ class ShadowJob:
 
 
 class ShadowQueue:
-    def __init__(self, sessions: SessionManager, size: int, workers: int) -> None:
-        self._sessions = sessions
+    def __init__(self, executor: Executor, size: int, workers: int) -> None:
+        self._executor = executor
         self._queue: queue.Queue[ShadowJob | None] = queue.Queue(maxsize=size)
         # Whether a target is still deployed: copies for removed ones are skipped, so a
         # closed session is never loaded again by a late copy. Set by the manager.
@@ -83,9 +83,9 @@ class ShadowQueue:
         counted = job.run.is_shadow  # canary checks rerun a primary: not a request of its own
         started = time.perf_counter()
         try:
-            with self._sessions.acquire_servable(*job.run.session_args) as model:
-                outputs = model.session.run(job.inputs, job.wanted)
-                order = [t.name for t in model.signature.outputs]
+            result = self._executor.run(
+                job.run.target, lambda signature: (job.inputs, job.wanted), counted=False
+            )
         except ParetoError as exc:
             if counted:
                 self._record(job.run, time.perf_counter() - started, exc.code)
@@ -93,7 +93,8 @@ class ShadowQueue:
             return
         if counted:
             self._record(job.run, time.perf_counter() - started, "OK")
-        agreement = compare(job.outputs, outputs, order)
+        order = [t.name for t in result.servable.signature.outputs]
+        agreement = compare(job.outputs, result.outputs, order)
         for target in (job.answered, job.run):
             target.stats.record_comparison(agreement.top1, agreement.cosine, agreement.max_abs_diff)
             metrics.SHADOW_AGREEMENT.labels(*target.labels, "top1").observe(agreement.top1)

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from contextlib import suppress
 from dataclasses import dataclass
-from typing import Any
 
-from runtimes import registry
 from service import metrics
 from service.deployments.stats import TargetStats
 from service.serving.servables import Servable
-from service.serving.sessions import session_key
+from service.serving.targets import Target, deployment_target
 from service.store.deployment_records import TargetSpec
 
 
@@ -18,9 +16,7 @@ from service.store.deployment_records import TargetSpec
 class ServingTarget:
     endpoint: str
     spec: TargetSpec
-    servable: Servable
-    runtime_name: str  # session argument: "" = the format's default runtime
-    options: dict[str, Any] | None  # session argument: None = the server's options
+    target: Target  # what it runs on
     runtime_label: str  # the runtime really used, for metric labels
     stats: TargetStats
 
@@ -42,40 +38,25 @@ class ServingTarget:
         return self.spec.is_shadow
 
     @property
+    def servable(self) -> Servable:
+        return self.target.servable
+
+    @property
     def labels(self) -> tuple[str, str, str, str]:
         """(model = endpoint, variant, runtime, role) metric labels."""
         return (self.endpoint, self.servable.variant_label, self.runtime_label, self.spec.role)
 
     @property
-    def session_args(self) -> tuple[Servable, str, dict[str, Any] | None]:
-        return (self.servable, self.runtime_name, self.options)
-
-    @property
-    def session_key(self) -> tuple[str, ...]:
-        return session_key(*self.session_args)
-
-    @property
     def has_own_session(self) -> bool:
         """Whether it needs a session of its own (not the one plain requests share)."""
-        return self.session_key != self.servable.key
+        return not self.target.is_plain
 
 
 def build_target(
-    endpoint: str,
-    spec: TargetSpec,
-    servable: Servable,
-    server_options: dict[str, Any],
-    stats: TargetStats,
+    endpoint: str, spec: TargetSpec, servable: Servable, stats: TargetStats
 ) -> ServingTarget:
-    """Session arguments: the format's default runtime shares the server's options (plus
-    the target's own); another runtime gets only the target's options."""
-    default = registry.runtime_for_format(servable.format).name
-    runtime = "" if spec.runtime in ("", default) else spec.runtime
-    if runtime:
-        options: dict[str, Any] | None = dict(spec.runtime_options)
-    else:
-        options = {**server_options, **spec.runtime_options} if spec.runtime_options else None
-    return ServingTarget(endpoint, spec, servable, runtime, options, runtime or default, stats)
+    target = deployment_target(servable, spec.runtime, spec.runtime_options)
+    return ServingTarget(endpoint, spec, target, target.runtime_label(), stats)
 
 
 def publish_weight(target: ServingTarget) -> None:

@@ -17,7 +17,8 @@ from typing import Any
 from compressors import registry
 from compressors.base import ROLES
 from pareto_core.errors import FailedPrecondition, InvalidArgument
-from pareto_core.formats import FORMAT_ONNX, FORMAT_ONNX_BUNDLE, FORMAT_TORCH_EXPORT
+from pareto_core.formats import FORMAT_ONNX, FORMAT_TORCH_EXPORT, artifact_format
+from service.jobs.references import check_steps_against_job
 from service.store.records import JobRecord, RecipeSpec
 from service.store.repository import ModelRecord
 from service.store.sqlite_repository import SqliteRepository
@@ -27,13 +28,6 @@ DEFAULT_BATCH_SIZES = (1,)
 DEFAULT_ITERATIONS = 50
 MAX_BATCH_SIZE = 4096
 MAX_ITERATIONS = 10_000
-
-# Stored model format -> the artifact format a technique sees.
-ARTIFACT_FORMATS = {
-    FORMAT_ONNX: FORMAT_ONNX,
-    FORMAT_ONNX_BUNDLE: FORMAT_ONNX,
-    FORMAT_TORCH_EXPORT: FORMAT_TORCH_EXPORT,
-}
 
 
 @dataclass(frozen=True)
@@ -65,7 +59,6 @@ def validate_job(repo: SqliteRepository, request: JobRequest) -> JobRecord:
     model = repo.get_model(request.model, request.model_version)
     recipes = validate_recipes(request.recipes, model)
     datasets = validate_datasets(repo, request.datasets, model)
-    from service.jobs.references import check_steps_against_job
 
     check_steps_against_job(repo, recipes, model, datasets)
     evaluation = validate_evaluation(request.evaluation)
@@ -83,11 +76,11 @@ def validate_job(repo: SqliteRepository, request: JobRequest) -> JobRecord:
 
 def _check_evaluation_datasets(evaluation: Mapping[str, Any], datasets: Mapping[str, str]) -> None:
     """A runtime that quantizes what it runs (edgetpu_tflite) calibrates on the job's own
-    calibration dataset (service/runtime_prep.job_preparer): the job must name one."""
-    from service.serving.prepare import CALIBRATED_RUNTIMES
+    calibration dataset (RuntimePreparer.for_job): the job must name one."""
+    from runtimes.registry import get_runtime
 
     runtime = evaluation["runtime"]
-    if runtime in CALIBRATED_RUNTIMES and "calibration" not in datasets:
+    if get_runtime(runtime).needs_calibration and "calibration" not in datasets:
         raise FailedPrecondition(
             f"evaluation.runtime {runtime!r} quantizes the models on a representative "
             "dataset: give the job a calibration dataset (datasets.calibration)"
@@ -119,7 +112,7 @@ def _validate_recipe(i: int, recipe: RecipeSpec, model: ModelRecord) -> RecipeSp
 
 def _check_first_step_format(i: int, technique: str, model: ModelRecord) -> None:
     accepted = registry.get(technique).input_formats
-    fmt = ARTIFACT_FORMATS.get(model.format, model.format)
+    fmt = artifact_format(model.format)
     if fmt in accepted:
         return
     hint = ""

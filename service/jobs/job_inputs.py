@@ -7,8 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from compressors.base import Artifact, Dataset
-from pareto_core.formats import FORMAT_ONNX_BUNDLE
-from service.jobs.create import ARTIFACT_FORMATS
+from pareto_core.formats import FORMAT_ONNX_BUNDLE, artifact_format
 from service.jobs.variant_store import evaluation_settings, file_sha256
 from service.settings import Settings
 from service.store.blobs import BlobStore
@@ -26,7 +25,7 @@ def parent_artifact(blobs: BlobStore, model: ModelRecord) -> Artifact:
         path = find_onnx(_unpacked_dir(blobs, model.sha256))
     else:
         path = blobs.path(model.sha256)
-    return Artifact(path, ARTIFACT_FORMATS[model.format], model.signature)
+    return Artifact(path, artifact_format(model.format), model.signature)
 
 
 def load_job_inputs(
@@ -53,7 +52,7 @@ def job_evaluation_settings(
     """The job's evaluation settings. A runtime that builds what it runs (e.g. an int8
     .tflite) goes through the server's artifact cache, calibrated on the job's own
     calibration dataset. `parent`: (its artifact, its sha256)."""
-    from service.serving import prepare as runtime_prep
+    from service.serving.prepare import RuntimePreparer
 
     name = job.datasets.get("calibration")
     calibration = None
@@ -65,7 +64,8 @@ def job_evaluation_settings(
         same = Path(artifact.path) == Path(parent_artifact_.path)
         return parent_sha256 if same else file_sha256(Path(artifact.path))
 
-    prepare = runtime_prep.job_preparer(blobs.root, settings.runtime_options, calibration, sha256)
+    preparer = RuntimePreparer(blobs.root, settings.runtime_defaults(), None)
+    prepare = preparer.for_job(calibration, sha256)
     memory = settings.measure_memory if measure_memory is None else measure_memory
     return evaluation_settings(job.evaluation, settings.job_threads, memory, prepare)
 

@@ -11,16 +11,14 @@ from collections.abc import Mapping, Sequence
 
 from compressors import registry
 from compressors.base import JobInfo, ModelInfo
+from pareto_core.formats import artifact_format
 from service.store.records import RecipeSpec
 from service.store.repository import ModelRecord
 from service.store.sqlite_repository import SqliteRepository
 
 
 def model_info(record: ModelRecord) -> ModelInfo:
-    from service.jobs.create import ARTIFACT_FORMATS
-
-    fmt = ARTIFACT_FORMATS.get(record.format, record.format)
-    return ModelInfo(record.name, record.version, fmt, record.signature)
+    return ModelInfo(record.name, record.version, artifact_format(record.format), record.signature)
 
 
 def check_steps_against_job(

@@ -32,7 +32,6 @@ from service.jobs.variant_store import (
 )
 from service.settings import Settings
 from service.store.blobs import BlobStore
-from service.store.open import open_repository
 from service.store.records import (
     JOB_FAILED,
     JOB_RUNNING,
@@ -51,29 +50,6 @@ log = logging.getLogger(__name__)
 # Shares of the job's percent: running the recipes, then measuring; storing gets the rest.
 RECIPES_SHARE = 90.0
 EVALUATION_SHARE = 8.0
-
-
-def run_job(
-    data_dir: Path, job_id: str, settings: Settings, is_cancelled: Callable[[], bool]
-) -> None:
-    """Run job `job_id` to a final state (unless cancelled or stopped meanwhile)."""
-    blobs = BlobStore(data_dir)
-    repo = open_repository(settings, data_dir)
-    try:
-        job = repo.get_job(job_id)
-        if job.state != JOB_RUNNING:
-            log.info("job %s is %s, not RUNNING: nothing to do", job_id, job.state)
-            return
-        repo.fence(job.id, job.attempts)  # writes stop if another replica takes the job
-        search = repo.get_search(job_id)
-        if search is not None:  # a search explores recipes itself (service/search/)
-            from service.search.run import SearchRun
-
-            SearchRun(repo, blobs, job, search.spec, settings, is_cancelled).run()
-            return
-        JobRun(repo, blobs, job, settings, is_cancelled).run()
-    finally:
-        repo.close()
 
 
 class JobRun:

@@ -1,6 +1,6 @@
 """Starting, signalling and explaining the exit of job worker processes.
 
-A worker runs `python -m service.jobs.worker` in its own process group (so a cancel reaches
+A worker runs `python -m service.worker` in its own process group (so a cancel reaches
 the helper processes it starts, e.g. evaluation, and a terminal's Ctrl-C does not), with
 its address space limited by RLIMIT_AS (set from here with prlimit: no preexec_fn, which is
 unsafe in the multi-threaded server), its threads pinned to PARETO_JOB_THREADS, and its
@@ -68,7 +68,7 @@ def spawn_worker(job_id: str, settings: Settings) -> subprocess.Popen:
     command = [
         sys.executable,
         "-m",
-        "service.jobs.worker",
+        "service.worker",
         "--data-dir",
         str(data_dir),
         "--job-id",

@@ -17,9 +17,8 @@ from typing import Any
 from compressors import registry
 from compressors.base import JobInfo
 from pareto_core.errors import FailedPrecondition, InvalidArgument
-from pareto_core.formats import FORMAT_ONNX
+from pareto_core.formats import FORMAT_ONNX, artifact_format
 from service.jobs.create import (
-    ARTIFACT_FORMATS,
     JobRequest,
     new_job_id,
     validate_datasets,
@@ -56,7 +55,7 @@ def validate_search_job(repo: Any, request: JobRequest) -> tuple[JobRecord, dict
 def _fresh(
     repo: Any, request: JobRequest, raw: dict[str, Any], model: ModelRecord, job_id: str
 ) -> tuple[dict[str, Any], JobRecord]:
-    fmt = ARTIFACT_FORMATS.get(model.format, model.format)
+    fmt = artifact_format(model.format)
     if fmt != FORMAT_ONNX:
         raise FailedPrecondition(
             f"search explores techniques on ONNX models; model {model.name!r} version "

@@ -1,92 +1,101 @@
-"""Protocol-neutral inference: resolve the model, validate tensors, run, record metrics.
+"""Protocol-neutral inference: find the route of a name, run, describe, load.
 
 Servicers for any wire protocol (KServe v2 gRPC today) call this with a `decode` callback
 that turns their request into validated numpy inputs once the model's signature is known.
+A name is either a deployed endpoint (service/deployments, which routes over several
+targets) or a model or variant served on its own, which is the route with one target.
+Both run through the one `Executor`.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-import numpy as np
-
-from pareto_core.tensors import Signature
+from pareto_core.errors import ParetoError
 from service import metrics
+from service.serving.executor import UNRESOLVED_LABELS, Decoder, Executor, InferResult
 from service.serving.servables import Servable
 from service.serving.sessions import SessionManager
-
-if TYPE_CHECKING:
-    from service.deployments.manager import DeploymentManager
-
-# Labels used when a request fails before a model is resolved (bounded: never the name asked).
-UNRESOLVED_LABELS = ("", "", "")
-
-Inputs = dict[str, np.ndarray]
-Decoder = Callable[[Signature], tuple[Inputs, list[str] | None]]
+from service.serving.targets import Target
 
 
-@dataclass(frozen=True)
-class InferResult:
-    servable: Servable
-    runtime: str
-    outputs: dict[str, np.ndarray]
+class Route(Protocol):
+    """What serves one name."""
+
+    def infer(
+        self, executor: Executor, version: str, route_key: str, decode: Decoder
+    ) -> InferResult:
+        """Choose a target (by `version` pin, sticky `route_key` or weight) and run on it."""
+
+    def describe(self, version: str) -> tuple[Servable, str]:
+        """What metadata describes: (servable, runtime name)."""
+
+    def ready_targets(self, version: str) -> list[Target]:
+        """The targets that must be loaded for the name to be ready."""
+
+
+class Routes(Protocol):
+    def route(self, name: str) -> Route | None:
+        """The deployed endpoint called `name`, or None."""
+
+
+class ModelRoute:
+    """A model or variant served under its own name: one target, the plain one."""
+
+    def __init__(self, sessions: SessionManager, name: str) -> None:
+        self._sessions = sessions
+        self._name = name
+
+    def target(self, version: str) -> Target:
+        return Target(self._sessions.resolve(self._name, version))
+
+    def infer(
+        self, executor: Executor, version: str, route_key: str, decode: Decoder
+    ) -> InferResult:
+        try:
+            target = self.target(version)
+        except ParetoError as exc:
+            metrics.INFERENCE_REQUESTS.labels(*UNRESOLVED_LABELS, exc.code).inc()
+            raise
+        return executor.run(target, decode)
+
+    def describe(self, version: str) -> tuple[Servable, str]:
+        target = self.target(version)
+        return target.servable, target.runtime_label()
+
+    def ready_targets(self, version: str) -> list[Target]:
+        return [self.target(version)]
 
 
 class DataPlane:
-    def __init__(
-        self, sessions: SessionManager, deployments: DeploymentManager | None = None
-    ) -> None:
-        self.sessions = sessions
-        self.deployments = deployments  # endpoints with A/B splits take precedence
+    def __init__(self, executor: Executor, routes: Routes | None = None) -> None:
+        self.executor = executor
+        self.sessions = executor.sessions
+        self._routes = routes  # deployed endpoints take precedence over model names
+
+    def route(self, name: str) -> Route:
+        deployed = self._routes.route(name) if self._routes is not None else None
+        return deployed if deployed is not None else ModelRoute(self.sessions, name)
 
     def infer(self, name: str, version: str, decode: Decoder, route_key: str = "") -> InferResult:
         """`route_key` (sticky routing) matters only for deployed endpoints."""
-        if self.deployments is not None and self.deployments.serves(name):
-            return self.deployments.infer(name, version, route_key, decode)
-        started = time.perf_counter()
-        labels = UNRESOLVED_LABELS
-
-        def count(code: str) -> None:
-            metrics.INFERENCE_REQUESTS.labels(*labels, code).inc()
-
-        with metrics.count_outcome(count), self.sessions.acquire(name, version) as model:
-            labels = model.labels
-            inputs, wanted = decode(model.signature)
-            metrics.INFERENCE_QUEUE_DURATION.labels(*labels).observe(time.perf_counter() - started)
-            outputs = model.session.run(inputs, wanted)
-        metrics.INFERENCE_DURATION.labels(*labels).observe(time.perf_counter() - started)
-        return InferResult(model.servable, model.runtime.name, outputs)
+        return self.route(name).infer(self.executor, version, route_key, decode)
 
     def model(self, name: str, version: str = "") -> Servable:
         """What (name, version) designates (NotFound if nothing); loads nothing."""
-        if self.deployments is not None and self.deployments.serves(name):
-            return self.deployments.servable(name, version)
-        return self.sessions.resolve(name, version)
+        return self.route(name).describe(version)[0]
 
     def model_runtime(self, name: str, version: str = "") -> str:
-        """The name of the runtime that serves (name, version): a deployment's target's, else
-        the model format's default (what a request to the plain model runs on); "" when the
-        format has no default runtime."""
-        if self.deployments is not None and self.deployments.serves(name):
-            return self.deployments.runtime(name, version)
-        from pareto_core.errors import ParetoError
-        from runtimes import registry
-
-        try:
-            return registry.runtime_for_format(self.model(name, version).format).name
-        except ParetoError:
-            return ""
+        """The runtime that serves (name, version): a deployment's target's, else the model
+        format's default; "" when the format has no default runtime."""
+        return self.route(name).describe(version)[1]
 
     def model_ready(self, name: str, version: str = "") -> bool:
-        if self.deployments is not None and self.deployments.serves(name):
-            return self.deployments.ready(name, version)
-        return self.sessions.is_ready(self.model(name, version))
+        return all(self.sessions.is_ready(t) for t in self.route(name).ready_targets(version))
 
     def load(self, name: str, version: str = "") -> None:
-        self.sessions.load(self.model(name, version))
+        for target in self.route(name).ready_targets(version):
+            self.sessions.load(target)
 
     def unload(self, name: str) -> None:
         self.model(name)  # NotFound for unknown names

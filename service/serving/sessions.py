@@ -1,8 +1,7 @@
-"""Loaded runtime sessions: load once per servable, share, drain before unloading."""
+"""Loaded runtime sessions: load once per target, share, drain before unloading."""
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -18,7 +17,9 @@ from pareto_core.tensors import Signature
 from runtimes import registry
 from runtimes.base import Runtime, Session
 from service import metrics
+from service.serving.prepare import RuntimePreparer, publish_runtime
 from service.serving.servables import Servable, ServableResolver
+from service.serving.targets import Target
 from service.store.blobs import BlobStore
 from service.store.bundles import find_onnx
 
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class LoadedModel:
-    servable: Servable
+    target: Target
     runtime: Runtime
     session: Session
     model_path: Path
@@ -35,6 +36,10 @@ class LoadedModel:
     in_flight: int = 0
     draining: bool = False
     idle: threading.Condition = field(default_factory=threading.Condition)
+
+    @property
+    def servable(self) -> Servable:
+        return self.target.servable
 
     @property
     def labels(self) -> tuple[str, str, str]:
@@ -47,23 +52,21 @@ class LoadedModel:
 
 
 class SessionManager:
-    """Owns every loaded session. Thread-safe; a servable is loaded at most once."""
+    """Owns every loaded session. Thread-safe; a target is loaded at most once."""
 
     def __init__(
         self,
         resolver: ServableResolver,
         blobs: BlobStore,
-        runtime_options: dict[str, Any],
+        preparer: RuntimePreparer,
         load_on_demand: bool = True,
         measure_memory: bool = True,
     ) -> None:
         self.resolver = resolver
         self._blobs = blobs
-        self._options = runtime_options
+        self._preparer = preparer
         self._load_on_demand = load_on_demand
         self._measure_memory = measure_memory
-        # Key: servable.key for the default runtime with the server's options, else
-        # servable.key + (runtime name, options as JSON): see `session_key`.
         self._loaded: dict[tuple[str, ...], LoadedModel] = {}
         self._lock = threading.Lock()
         self._load_locks: dict[tuple[str, ...], threading.Lock] = {}
@@ -71,10 +74,8 @@ class SessionManager:
     def resolve(self, name: str, version: str = "") -> Servable:
         return self.resolver.resolve(name, version)
 
-    def is_ready(
-        self, servable: Servable, runtime_name: str = "", options: dict[str, Any] | None = None
-    ) -> bool:
-        model = self._loaded.get(session_key(servable, runtime_name, options))
+    def is_ready(self, target: Target) -> bool:
+        model = self._loaded.get(target.key)
         return model is not None and not model.draining
 
     def is_loaded(self, name: str, version: int | str = 0) -> bool:
@@ -91,18 +92,20 @@ class SessionManager:
         return f"{key[0]}.{key[1]}" == name
 
     @contextmanager
-    def acquire(self, name: str, version: str = "") -> Iterator[LoadedModel]:
-        """A loaded model held for one request; unload waits until it is released."""
-        with self.acquire_servable(self.resolve(name, version)) as model:
-            yield model
-
-    @contextmanager
-    def acquire_servable(
-        self, servable: Servable, runtime_name: str = "", options: dict[str, Any] | None = None
-    ) -> Iterator[LoadedModel]:
-        """`acquire` for a resolved servable, optionally on a named runtime with its own
-        options (deployments); one session per (servable, runtime, options)."""
-        model = self._acquire(servable, runtime_name, options)
+    def acquire(self, target: Target) -> Iterator[LoadedModel]:
+        """The target's loaded model, held for one request; unloading waits for it."""
+        model = self._loaded.get(target.key)
+        if model is None:
+            if not self._load_on_demand:
+                raise FailedPrecondition(
+                    f"model {target.servable.model!r} version {target.servable.version} is not "
+                    "loaded; load it first (RepositoryModelLoad, or tritonclient load_model)"
+                )
+            model = self.load(target)
+        with model.idle:
+            if model.draining:
+                raise FailedPrecondition(f"model {target.servable.model!r} is being unloaded")
+            model.in_flight += 1
         try:
             yield model
         finally:
@@ -110,51 +113,28 @@ class SessionManager:
                 model.in_flight -= 1
                 model.idle.notify_all()
 
-    def _acquire(
-        self, servable: Servable, runtime_name: str = "", options: dict[str, Any] | None = None
-    ) -> LoadedModel:
-        model = self._loaded.get(session_key(servable, runtime_name, options))
-        if model is None:
-            if not self._load_on_demand:
-                raise FailedPrecondition(
-                    f"model {servable.model!r} version {servable.version} is not loaded; load "
-                    "it first (RepositoryModelLoad, or tritonclient load_model)"
-                )
-            model = self.load(servable, runtime_name, options)
-        with model.idle:
-            if model.draining:
-                raise FailedPrecondition(f"model {servable.model!r} is being unloaded")
-            model.in_flight += 1
-        return model
-
-    def load(
-        self, servable: Servable, runtime_name: str = "", options: dict[str, Any] | None = None
-    ) -> LoadedModel:
-        key = session_key(servable, runtime_name, options)
+    def load(self, target: Target) -> LoadedModel:
+        key = target.key
         with self._lock:
             load_lock = self._load_locks.setdefault(key, threading.Lock())
         with load_lock:
             if key in self._loaded:
                 return self._loaded[key]
-            model = self._load(servable, runtime_name, options)
+            model = self._load(target)
             with self._lock:
                 self._loaded[key] = model
         return model
 
-    def _load(
-        self, servable: Servable, runtime_name: str = "", options: dict[str, Any] | None = None
-    ) -> LoadedModel:
-        runtime = named_runtime(runtime_name, servable.format)
-        options = self._options if options is None else options
-        path = self._model_path(servable)
-        # issue 7 (runtimes): complete the runtime's options and build or reuse its cached
-        # artifact (TensorRT engine, int8 .tflite) before loading: service/runtime_prep.py.
-        from service.serving import prepare as runtime_prep
-
-        path, options = runtime_prep.prepare(runtime, servable, path, options, self._blobs.root)
+    def _load(self, target: Target) -> LoadedModel:
+        servable = target.servable
+        runtime = named_runtime(target.runtime, servable.format)
+        path, options = self._preparer.prepare(
+            runtime, servable.sha256, self._model_path(servable), target.options, target.served_name
+        )
+        publish_runtime(runtime)
         started = time.perf_counter()
         session = runtime.load(path, options)
-        model = LoadedModel(servable, runtime, session, path, options)
+        model = LoadedModel(target, runtime, session, path, options)
         labels = model.labels
         metrics.MODEL_LOAD_DURATION.labels(*labels).observe(time.perf_counter() - started)
         metrics.MODEL_SIZE.labels(*labels).set(servable.size_bytes)
@@ -192,6 +172,16 @@ class SessionManager:
                 self._loaded.pop(key, None)
         return len(keys)
 
+    def unload_target(self, target: Target, timeout_s: float = 30.0) -> bool:
+        """Drain and close the one session of `target`, if loaded."""
+        model = self._loaded.get(target.key)
+        if model is None:
+            return False
+        self._drain_and_close(model, timeout_s)
+        with self._lock:
+            self._loaded.pop(target.key, None)
+        return True
+
     def _drain_and_close(self, model: LoadedModel, timeout_s: float) -> None:
         with model.idle:
             model.draining = True
@@ -202,23 +192,6 @@ class SessionManager:
                 metric.remove(*model.labels)
         log.info("unloaded %s version %s", model.servable.model, model.servable.version)
 
-    def unload_session(
-        self,
-        servable: Servable,
-        runtime_name: str = "",
-        options: dict[str, Any] | None = None,
-        timeout_s: float = 30.0,
-    ) -> bool:
-        """Drain and close the one session of (servable, runtime, options), if loaded."""
-        key = session_key(servable, runtime_name, options)
-        model = self._loaded.get(key)
-        if model is None:
-            return False
-        self._drain_and_close(model, timeout_s)
-        with self._lock:
-            self._loaded.pop(key, None)
-        return True
-
     def loaded(self) -> list[LoadedModel]:
         with self._lock:
             return list(self._loaded.values())
@@ -227,16 +200,6 @@ class SessionManager:
         for model in self.loaded():
             self._drain_and_close(model, timeout_s=5.0)
         self._loaded.clear()
-
-
-def session_key(
-    servable: Servable, runtime_name: str = "", options: dict[str, Any] | None = None
-) -> tuple[str, ...]:
-    """Sessions are shared per (servable, runtime, options); the default runtime with the
-    server's options keeps the plain servable key."""
-    if not runtime_name and options is None:
-        return servable.key
-    return (*servable.key, runtime_name, json.dumps(options, sort_keys=True))
 
 
 def named_runtime(name: str, fmt: str) -> Runtime:

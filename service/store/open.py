@@ -3,7 +3,7 @@
 PARETO_DATABASE_URL empty (the default): embedded SQLite at `<data dir>/metadata.db`, one
 process per data dir. `postgresql://user:password@host:port/database`: PostgreSQL, which
 several replicas share together with one blob volume (the data dir on a ReadWriteMany
-volume). The server, its job workers and `run_job` all open the store through here.
+volume). The server, and its job workers all open the store through here.
 """
 
 from __future__ import annotations

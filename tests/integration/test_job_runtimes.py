@@ -21,6 +21,7 @@ from pareto_cli.datasets import upload_dataset
 from runtimes.edgetpu_tflite import litert_python
 from service import metrics
 from service.server import GatewayServer
+from service.serving.targets import Target
 from tests.integration.conftest import make_settings
 
 STATE = jobs_pb2.JobState
@@ -112,7 +113,7 @@ def test_job_measures_parent_and_variant_on_int8_tflite(
     before = misses._value.get()
     servable = gateway.sessions.resolve("digits", variant_id)
     options = {"calibration_dataset": "digits-calib"}
-    with gateway.sessions.acquire_servable(servable, "edgetpu_tflite", options) as model:
+    with gateway.sessions.acquire(Target(servable, "edgetpu_tflite", options)) as model:
         assert model.session.device == "cpu-fallback"
     assert misses._value.get() == before
 

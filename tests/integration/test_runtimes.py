@@ -25,6 +25,7 @@ from runtimes.edgetpu_tflite import litert_python
 from runtimes.triton_config import check_repository
 from service import metrics
 from service.server import GatewayServer
+from service.serving.targets import Target
 from tests.integration.conftest import make_settings
 from tests.integration.test_crash_recovery import start_server
 
@@ -64,7 +65,7 @@ def _upload_digits(gateway: GatewayServer, model: BuiltModel, tmp_path: Path) ->
 
 def _run(gateway: GatewayServer, runtime: str, options: dict, x: np.ndarray) -> np.ndarray:
     servable = gateway.sessions.resolve("digits")
-    with gateway.sessions.acquire_servable(servable, runtime, options) as model:
+    with gateway.sessions.acquire(Target(servable, runtime, options)) as model:
         return model.session.run({"pixels": x})["logits"]
 
 
@@ -114,7 +115,7 @@ def test_int8_artifact_is_built_once_then_reused(quiet_gateway, digits_model, tm
     x = digits_split()[1][:4]
     first = _run(quiet_gateway, "edgetpu_tflite", options, x)
     servable = quiet_gateway.sessions.resolve("digits")
-    assert quiet_gateway.sessions.unload_session(servable, "edgetpu_tflite", options)
+    assert quiet_gateway.sessions.unload_target(Target(servable, "edgetpu_tflite", options))
     second = _run(quiet_gateway, "edgetpu_tflite", options, x)
     np.testing.assert_array_equal(first, second)
     assert (misses._value.get(), hits._value.get()) == (before[0] + 1, before[1] + 1)
@@ -152,9 +153,9 @@ def test_torch_cuda_on_this_host_is_a_clear_failed_precondition(quiet_gateway, t
     assert servable.format == "torch_export"
     pattern = r"runtime 'torch_cuda' is not available on this host: " + re.escape(missing)
     with pytest.raises(FailedPrecondition, match=pattern):
-        quiet_gateway.sessions.load(servable, "torch_cuda", {"compile": True})
+        quiet_gateway.sessions.load(Target(servable, "torch_cuda", {"compile": True}))
     with pytest.raises(FailedPrecondition, match=r"by name: \[.*'torch_cuda'"):
-        quiet_gateway.sessions.load(servable)
+        quiet_gateway.sessions.load(Target(servable))
     with grpc.insecure_channel(f"127.0.0.1:{quiet_gateway.port}") as channel:  # over gRPC
         stub = deployments_pb2_grpc.DeploymentServiceStub(channel)
         target = deployments_pb2.Target(model_version="1", weight=100, runtime="torch_cuda")

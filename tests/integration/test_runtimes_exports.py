@@ -16,6 +16,7 @@ from pareto_cli.client import ParetoClient
 from pareto_cli.datasets import upload_dataset
 from pareto_cli.main import cli
 from runtimes.triton_config import check_repository
+from service.serving.targets import Target
 from tests.integration.test_bundles_and_pt2 import TwoLayer
 from tests.integration.test_runtimes import needs_litert, quiet_gateway  # noqa: F401
 
@@ -44,7 +45,7 @@ def test_pt2_model_runs_as_int8_tflite(quiet_gateway, tmp_path):  # noqa: F811
     servable = quiet_gateway.sessions.resolve("exported")
     options = {"calibration_dataset": "features-calib"}
     x = features[:16]
-    with quiet_gateway.sessions.acquire_servable(servable, "edgetpu_tflite", options) as model:
+    with quiet_gateway.sessions.acquire(Target(servable, "edgetpu_tflite", options)) as model:
         got = next(iter(model.session.run({"features": x}).values()))
         assert model.session.device == "cpu-fallback"
     with torch.no_grad():

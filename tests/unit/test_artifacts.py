@@ -16,6 +16,8 @@ from runtimes.base import RuntimeDescription
 from runtimes.onnxruntime_cpu import OnnxRuntimeCpu
 from service import metrics
 
+EVENTS = metrics.ARTIFACT_CACHE_EVENTS
+
 SHA = "ab" * 32
 
 
@@ -57,7 +59,7 @@ def _counts(name: str) -> tuple[float, float, float]:
 
 
 def test_build_once_then_hit(tmp_path, model):
-    cache, runtime = ArtifactCache(tmp_path / "artifacts"), CopyBuildRuntime()
+    cache, runtime = ArtifactCache(tmp_path / "artifacts", EVENTS), CopyBuildRuntime()
     hits, misses, _ = _counts(runtime.name)
     first = cache.prepare(runtime, SHA, model)
     assert cache.prepare(runtime, SHA, model) == first and runtime.builds == 1
@@ -66,11 +68,11 @@ def test_build_once_then_hit(tmp_path, model):
     assert cache.manifest(first)["model_sha256"] == SHA
     assert _counts(runtime.name)[:2] == (hits + 1, misses + 1)
     # a new cache object on the same directory (a restart) reuses the build
-    assert ArtifactCache(tmp_path / "artifacts").prepare(runtime, SHA, model) == first
+    assert ArtifactCache(tmp_path / "artifacts", EVENTS).prepare(runtime, SHA, model) == first
 
 
 def test_new_version_or_options_rebuild(tmp_path, model):
-    cache = ArtifactCache(tmp_path / "artifacts")
+    cache = ArtifactCache(tmp_path / "artifacts", EVENTS)
     first = cache.prepare(CopyBuildRuntime("1"), SHA, model)
     assert cache.prepare(CopyBuildRuntime("2"), SHA, model) != first
     assert cache.prepare(CopyBuildRuntime("1"), SHA, model, {"fp16": True}) != first
@@ -78,7 +80,7 @@ def test_new_version_or_options_rebuild(tmp_path, model):
 
 
 def test_failed_build_leaves_nothing(tmp_path, model):
-    cache = ArtifactCache(tmp_path / "artifacts")
+    cache = ArtifactCache(tmp_path / "artifacts", EVENTS)
     with pytest.raises(FailedPrecondition, match=r"could not build.*converter crashed"):
         cache.prepare(CopyBuildRuntime(fail=True), SHA, model)
     assert sorted(p.name for p in (tmp_path / "artifacts").iterdir()) == ["tmp"]
@@ -86,7 +88,7 @@ def test_failed_build_leaves_nothing(tmp_path, model):
 
 
 def test_concurrent_prepares_build_once(tmp_path, model):
-    cache, runtime = ArtifactCache(tmp_path / "artifacts"), CopyBuildRuntime()
+    cache, runtime = ArtifactCache(tmp_path / "artifacts", EVENTS), CopyBuildRuntime()
     results: list[Path] = []
     threads = [
         threading.Thread(target=lambda: results.append(cache.prepare(runtime, SHA, model)))
@@ -100,4 +102,4 @@ def test_concurrent_prepares_build_once(tmp_path, model):
 
 
 def test_runtimes_without_a_build_step_load_the_stored_file(tmp_path, model):
-    assert ArtifactCache(tmp_path / "a").prepare(OnnxRuntimeCpu(), SHA, model) == model
+    assert ArtifactCache(tmp_path / "a", EVENTS).prepare(OnnxRuntimeCpu(), SHA, model) == model

@@ -1,4 +1,4 @@
-"""A job's worker process: `python -m service.jobs.worker --data-dir D --job-id ID`.
+"""A job's worker process: `python -m service.worker --data-dir D --job-id ID`.
 
 Started by the scheduler in its own process group with its memory limit already set
 (RLIMIT_AS, applied by the scheduler with prlimit). The worker makes itself die with the
@@ -21,12 +21,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from service.settings import Settings
 
 PR_SET_PDEATHSIG = 1
 EXIT_PARENT_GONE = 3
 
-log = logging.getLogger("service.jobs.worker")
+log = logging.getLogger("service.worker")
 
 
 def die_with_parent(parent_pid: int) -> None:
@@ -51,7 +53,7 @@ def cancellation_flag() -> threading.Event:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m service.jobs.worker")
+    parser = argparse.ArgumentParser(prog="python -m service.worker")
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--job-id", required=True)
     parser.add_argument("--parent-pid", type=int, default=0, help="exit if it is gone")
@@ -65,11 +67,13 @@ def main(argv: list[str] | None = None) -> int:
     from service.settings import load_settings
 
     settings = load_settings(data_dir=args.data_dir)
+    from compressors import registry
+
+    registry.add_modules(settings.technique_modules())
     logging.basicConfig(
         level=settings.log_level, format=f"%(asctime)s {args.job_id} %(levelname)s %(message)s"
     )
     from pareto_core.errors import JobFenced
-    from service.jobs.runner import run_job
 
     try:
         run_job(args.data_dir, args.job_id, settings, cancelled.is_set)
@@ -81,6 +85,35 @@ def main(argv: list[str] | None = None) -> int:
         _fail(settings, args.data_dir, args.job_id, f"internal error in the worker: {exc!r}")
         return 1
     return 0
+
+
+def run_job(
+    data_dir: Path, job_id: str, settings: Settings, is_cancelled: Callable[[], bool]
+) -> None:
+    """Run job `job_id` to a final state (unless cancelled or stopped meanwhile)."""
+    from service.store.blobs import BlobStore
+    from service.store.open import open_repository
+    from service.store.records import JOB_RUNNING
+
+    blobs = BlobStore(data_dir)
+    repo = open_repository(settings, data_dir)
+    try:
+        job = repo.get_job(job_id)
+        if job.state != JOB_RUNNING:
+            log.info("job %s is %s, not RUNNING: nothing to do", job_id, job.state)
+            return
+        repo.fence(job.id, job.attempts)  # writes stop if another replica takes the job
+        search = repo.get_search(job_id)
+        if search is not None:  # a search explores recipes itself (service/search/)
+            from service.search.run import SearchRun
+
+            SearchRun(repo, blobs, job, search.spec, settings, is_cancelled).run()
+            return
+        from service.jobs.runner import JobRun
+
+        JobRun(repo, blobs, job, settings, is_cancelled).run()
+    finally:
+        repo.close()
 
 
 def _fail(settings: Settings, data_dir: Path, job_id: str, reason: str) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 from google.protobuf.json_format import ParseDict
 
 from pareto.v1 import jobs_pb2
+from service.api.convert import state_to_proto
 from service.search.spec import CONSTRAINT_FIELDS
 from service.store.records import JobRecord, SearchRecord
 
@@ -56,8 +57,6 @@ def _trial(trial: dict[str, Any]) -> dict[str, Any]:
 
 
 def result_to_proto(job: JobRecord, record: SearchRecord) -> jobs_pb2.SearchResult:
-    from service.api.convert import state_to_proto
-
     data = dict(record.result)
     data["trials"] = [_trial(t) for t in data.get("trials", [])]
     message = ParseDict(_finite(data), jobs_pb2.SearchResult(), ignore_unknown_fields=True)

@@ -1,5 +1,5 @@
-"""The serving prepare step: options completed per runtime, caller paths refused, and the
-artifact cache shared per data directory."""
+"""Runtime options completed in one order (process defaults, the caller's, the runtime's
+own), caller paths refused, and the prepare step of serving and of jobs."""
 
 from __future__ import annotations
 
@@ -9,51 +9,64 @@ import pytest
 
 from pareto_core.errors import FailedPrecondition, InvalidArgument
 from pareto_core.tensors import Signature
+from runtimes.options import OptionContext
 from runtimes.registry import get_runtime
-from service.serving import prepare as runtime_prep
+from service.serving.prepare import RuntimePreparer
 from service.serving.servables import Servable
+from service.serving.targets import Target
 
 MODEL = Servable("digits", "1", "onnx", "ab" * 32, 10, Signature((), ()))
 VARIANT = Servable("digits", "var-0123456789", "onnx", "cd" * 32, 10, Signature((), ()))
 
 
-@pytest.fixture(autouse=True)
-def reset_config():
-    yield
-    runtime_prep.configure({}, None)
+def _served(servable: Servable) -> OptionContext:
+    return OptionContext(served_name=Target(servable).served_name)
 
 
 def test_triton_model_name_defaults_to_the_served_name():
     runtime = get_runtime("triton_remote")
-    assert runtime_prep.complete_options(runtime, MODEL, {})["model_name"] == "digits"
-    assert runtime_prep.complete_options(runtime, VARIANT, {})["model_name"] == (
+    assert runtime.resolve_options({}, {}, _served(MODEL))["model_name"] == "digits"
+    assert runtime.resolve_options({}, {}, _served(VARIANT))["model_name"] == (
         "digits.var-0123456789"
     )
-    given = runtime_prep.complete_options(runtime, MODEL, {"model_name": "other"})
+    given = runtime.resolve_options({}, {"model_name": "other"}, _served(MODEL))
     assert given["model_name"] == "other"
 
 
 def test_server_defaults_sit_under_the_callers_options():
-    runtime_prep.configure({"triton_remote": {"url": "a:1", "retries": 5}}, None)
-    options = runtime_prep.complete_options(get_runtime("triton_remote"), MODEL, {"url": "b:2"})
+    defaults = {"url": "a:1", "retries": 5}
+    options = get_runtime("triton_remote").resolve_options(defaults, {"url": "b:2"}, _served(MODEL))
     assert (options["url"], options["retries"]) == ("b:2", 5)
 
 
 def test_calibration_dataset_is_resolved_and_paths_are_refused(tmp_path):
     runtime = get_runtime("edgetpu_tflite")
+    given = {"calibration_dataset": "calib"}
     with pytest.raises(FailedPrecondition, match="cannot resolve calibration datasets"):
-        runtime_prep.complete_options(runtime, MODEL, {"calibration_dataset": "calib"})
-    runtime_prep.configure({}, lambda name: tmp_path / f"{name}.npz")
-    options = runtime_prep.complete_options(runtime, MODEL, {"calibration_dataset": "calib"})
+        runtime.resolve_options({}, given, OptionContext())
+    context = OptionContext(find_dataset=lambda name: tmp_path / f"{name}.npz")
+    options = runtime.resolve_options({}, given, context)
     assert options["calibration"] == str(tmp_path / "calib.npz")
     with pytest.raises(InvalidArgument, match="calibration_dataset instead"):
-        runtime_prep.complete_options(runtime, MODEL, {"calibration": "/etc/passwd"})
+        runtime.resolve_options({}, {"calibration": "/etc/passwd"}, context)
 
 
-def test_one_cache_per_data_directory(tmp_path: Path):
-    first = runtime_prep.artifact_cache(tmp_path / "a")
-    assert runtime_prep.artifact_cache(tmp_path / "a") is first
-    assert runtime_prep.artifact_cache(tmp_path / "b") is not first
+def test_the_ort_settings_are_the_default_options_of_onnxruntime_cpu():
+    from service.settings import Settings
+
+    settings = Settings(ort_intra_op_threads=3, runtime_options={"triton_remote": {"url": "t:1"}})
+    defaults = settings.runtime_defaults()
+    assert defaults["onnxruntime_cpu"]["intra_op_threads"] == 3
+    assert defaults["triton_remote"] == {"url": "t:1"}
+
+
+def test_thread_options_are_the_runtimes_own():
+    assert get_runtime("onnxruntime_cpu").thread_options(2) == {
+        "intra_op_threads": 2,
+        "inter_op_threads": 1,
+    }
+    assert get_runtime("edgetpu_tflite").thread_options(2) == {"threads": 2}
+    assert get_runtime("triton_remote").thread_options(2) == {}
 
 
 def test_job_preparer_calibrates_on_the_jobs_own_dataset_through_the_cache(tmp_path: Path):
@@ -77,15 +90,14 @@ def test_job_preparer_calibrates_on_the_jobs_own_dataset_through_the_cache(tmp_p
     calib.write_bytes(b"npz")
     artifact = Artifact(model, "onnx", Signature((), ()))
     defaults = {"edgetpu_tflite": {"calibration_dataset": "other", "calibration": "/etc/passwd"}}
-    prepare = runtime_prep.job_preparer(
-        tmp_path / "data", defaults, ("job-calib", calib), lambda a: "ef" * 32
-    )
+    preparer = RuntimePreparer(tmp_path / "data", defaults, None)
+    prepare = preparer.for_job(("job-calib", calib), lambda a: "ef" * 32)
     path, options = prepare(Recording(), artifact, {"threads": 1})
     again, _ = prepare(Recording(), artifact, {"threads": 1})
     assert path == again and path.read_bytes() == b"tflite" and len(built) == 1  # cached
     assert (options["calibration_dataset"], options["calibration"]) == ("job-calib", str(calib))
     assert built[0]["calibration"] == str(calib)
 
-    without = runtime_prep.job_preparer(tmp_path / "data", {}, None, lambda a: "ef" * 32)
+    without = preparer.for_job(None, lambda a: "ef" * 32)
     with pytest.raises(FailedPrecondition, match=r"calibration dataset \(datasets.calibration\)"):
         without(Recording(), artifact, {})
