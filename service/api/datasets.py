@@ -11,15 +11,15 @@ from service.api.convert import dataset_to_proto
 from service.catalog.datasets import DatasetUploader, DatasetUploadRequest, delete_dataset
 from service.settings import Settings
 from service.store.blobs import BlobStore
+from service.store.interfaces import Repository
 from service.store.records import DatasetRecord
-from service.store.sqlite_repository import SqliteRepository
 
 DEFAULT_MAX_BYTES: int = Settings.model_fields["max_model_bytes"].default
 
 
 class DatasetServicer(datasets_pb2_grpc.DatasetServiceServicer):
     def __init__(
-        self, repo: SqliteRepository, blobs: BlobStore, max_bytes: int = DEFAULT_MAX_BYTES
+        self, repo: Repository, blobs: BlobStore, max_bytes: int = DEFAULT_MAX_BYTES
     ) -> None:
         """`max_bytes`: the server passes PARETO_MAX_MODEL_BYTES (it bounds datasets too)."""
         self._repo = repo

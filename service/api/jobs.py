@@ -17,8 +17,8 @@ from service.api.search_convert import result_to_proto, search_from_proto, spec_
 from service.jobs.create import JobRequest, validate_job
 from service.jobs.scheduler import JobScheduler
 from service.search.create import create_search_job
+from service.store.interfaces import Repository
 from service.store.records import JOB_FINAL_STATES, JobRecord
-from service.store.sqlite_repository import SqliteRepository
 
 WATCH_POLL_S = 0.2
 # A job final in the DB but whose final event has not shown up yet gets this long.
@@ -26,7 +26,7 @@ WATCH_FINAL_GRACE_S = 1.0
 
 
 class JobServicer(jobs_pb2_grpc.JobServiceServicer):
-    def __init__(self, repo: SqliteRepository, scheduler: JobScheduler) -> None:
+    def __init__(self, repo: Repository, scheduler: JobScheduler) -> None:
         self._repo = repo
         self._scheduler = scheduler
 

@@ -13,7 +13,8 @@ from pareto_core.tensors import TensorSpec
 from service import metrics
 from service.catalog.models import ModelCatalog
 from service.catalog.uploads import Uploader, UploadRequest
-from service.store.repository import ModelRecord, ModelRepository
+from service.store.interfaces import ModelRepository
+from service.store.records import ModelRecord
 
 _FORMAT_TO_PROTO = {
     "onnx": common_pb2.MODEL_FORMAT_ONNX,

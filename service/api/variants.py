@@ -9,11 +9,11 @@ from service.api.convert import variant_to_proto
 from service.catalog.variants import delete_variant, list_variants
 from service.serving.sessions import SessionManager
 from service.store.blobs import BlobStore
-from service.store.sqlite_repository import SqliteRepository
+from service.store.interfaces import Repository
 
 
 class VariantServicer(variants_pb2_grpc.VariantServiceServicer):
-    def __init__(self, repo: SqliteRepository, blobs: BlobStore, sessions: SessionManager) -> None:
+    def __init__(self, repo: Repository, blobs: BlobStore, sessions: SessionManager) -> None:
         self._repo = repo
         self._blobs = blobs
         self._sessions = sessions

@@ -40,9 +40,9 @@ from service.catalog.uploads import (
     validate_stream_header,
 )
 from service.store.blobs import BlobStore
+from service.store.interfaces import Repository
 from service.store.records import DatasetRecord
 from service.store.sql_datasets import dataset_exists_message
-from service.store.sqlite_repository import SqliteRepository
 
 LABELS = "labels"
 _ZIP_MAGIC = b"PK\x03\x04"
@@ -190,9 +190,9 @@ def inspect_npz(path: Path, max_unpacked_bytes: int) -> NpzContents:
 
 class DatasetUploader(Uploader):
     """An `Uploader` for datasets; `max_model_bytes` (PARETO_MAX_MODEL_BYTES) bounds them
-    too. `repo` must be a SqliteRepository (models and datasets)."""
+    too. `repo` must be a Repository (models and datasets)."""
 
-    repo: SqliteRepository
+    repo: Repository
 
     def begin(self, req: DatasetUploadRequest) -> DatasetUpload:
         validate_dataset_request(req, self.max_model_bytes)
@@ -230,7 +230,7 @@ class DatasetUpload(Upload):
         )
 
 
-def delete_dataset(blobs: BlobStore, repo: SqliteRepository, name: str) -> DatasetRecord:
+def delete_dataset(blobs: BlobStore, repo: Repository, name: str) -> DatasetRecord:
     """Delete the record (refused while a queued/running job uses it), then its blob
     unless another record refers to the same content."""
     with blobs.lock:

@@ -7,15 +7,14 @@ from service.catalog.uploads import delete_model
 from service.serving.sessions import SessionManager
 from service.store.blobs import BlobStore
 from service.store.deployment_records import deployments_using
-from service.store.records import JOB_FINAL_STATES
-from service.store.repository import ModelRecord
-from service.store.sqlite_repository import SqliteRepository
+from service.store.interfaces import Repository
+from service.store.records import JOB_FINAL_STATES, ModelRecord
 
 LISTED = 5  # dependents named in an error message
 
 
 class ModelCatalog:
-    def __init__(self, repo: SqliteRepository, blobs: BlobStore, sessions: SessionManager) -> None:
+    def __init__(self, repo: Repository, blobs: BlobStore, sessions: SessionManager) -> None:
         self._repo = repo
         self._blobs = blobs
         self._sessions = sessions

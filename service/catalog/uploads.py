@@ -36,8 +36,9 @@ from pareto_core.errors import (
 from pareto_core.tensors import Signature
 from service.catalog.model_inspect import inspect_model
 from service.store.blobs import BlobStore, check_sha256
-from service.store.repository import ModelRecord, ModelRepository
-from service.store.sqlite_repository import already_exists_message
+from service.store.interfaces import ModelRepository
+from service.store.records import ModelRecord
+from service.store.sql_models import already_exists_message
 
 _LABEL_KEY_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9_./-]{0,126}[A-Za-z0-9])?")
 MAX_LABELS = 64

@@ -7,11 +7,11 @@ from service.catalog.uploads import delete_if_unreferenced
 from service.serving.sessions import SessionManager
 from service.store.blobs import BlobStore
 from service.store.deployment_records import deployments_using
+from service.store.interfaces import Repository
 from service.store.records import VariantRecord
-from service.store.sqlite_repository import SqliteRepository
 
 
-def list_variants(repo: SqliteRepository, model: str = "") -> list[VariantRecord]:
+def list_variants(repo: Repository, model: str = "") -> list[VariantRecord]:
     """Oldest first; every variant when `model` is empty. NotFound for a model that
     neither exists nor has variants left (a deleted model's variants are still listed)."""
     variants = repo.list_variants(model)
@@ -21,7 +21,7 @@ def list_variants(repo: SqliteRepository, model: str = "") -> list[VariantRecord
 
 
 def delete_variant(
-    repo: SqliteRepository, blobs: BlobStore, sessions: SessionManager, variant_id: str
+    repo: Repository, blobs: BlobStore, sessions: SessionManager, variant_id: str
 ) -> VariantRecord:
     """Delete a variant, refused while a deployment uses it or it is loaded. The row goes
     first, then the blob unless another record refers to it (a crash in between leaves an

@@ -29,8 +29,8 @@ from service.store.deployment_records import (
     DeploymentRecord,
     TargetSpec,
 )
+from service.store.interfaces import Repository
 from service.store.sql_codec import now
-from service.store.sqlite_repository import SqliteRepository
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 class DeploymentManager:
     def __init__(
         self,
-        repo: SqliteRepository,
+        repo: Repository,
         sessions: SessionManager,
         shadows: ShadowQueue,
         stats_window: int = 4096,

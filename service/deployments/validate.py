@@ -29,12 +29,12 @@ from service.store.deployment_records import (
     DeploymentRecord,
     TargetSpec,
 )
-from service.store.sqlite_repository import SqliteRepository
+from service.store.interfaces import Repository
 
 TOLERANCE = 1e-6
 
 
-def check_endpoint(repo: SqliteRepository, name: str, model: str) -> None:
+def check_endpoint(repo: Repository, name: str, model: str) -> None:
     names.check(names.MODEL_NAME, name, "name")
     names.check(names.MODEL_NAME, model, "model")
     if VARIANT_SERVING_NAME.match(name):
@@ -47,7 +47,7 @@ def check_endpoint(repo: SqliteRepository, name: str, model: str) -> None:
         )
 
 
-def resolve_target(repo: SqliteRepository, model: str, version: str, field: str) -> Servable:
+def resolve_target(repo: Repository, model: str, version: str, field: str) -> Servable:
     """The servable `version` designates among `model`'s versions and variants."""
     try:
         if VARIANT_ID.match(version):
@@ -69,7 +69,7 @@ def resolve_target(repo: SqliteRepository, model: str, version: str, field: str)
 
 
 def check_targets(
-    repo: SqliteRepository, model: str, targets: list[TargetSpec], planned: bool
+    repo: Repository, model: str, targets: list[TargetSpec], planned: bool
 ) -> tuple[tuple[TargetSpec, ...], list[Servable]]:
     """Targets with defaults filled in (resolved version, name, role, sample rate) and
     their servables. `planned`: a canary plan will set the primaries' weights."""

@@ -19,9 +19,8 @@ from compressors.base import ROLES
 from pareto_core.errors import FailedPrecondition, InvalidArgument
 from pareto_core.formats import FORMAT_ONNX, FORMAT_TORCH_EXPORT, artifact_format
 from service.jobs.references import check_steps_against_job
-from service.store.records import JobRecord, RecipeSpec
-from service.store.repository import ModelRecord
-from service.store.sqlite_repository import SqliteRepository
+from service.store.interfaces import Repository
+from service.store.records import JobRecord, ModelRecord, RecipeSpec
 
 DEFAULT_RUNTIME = "onnxruntime_cpu"
 DEFAULT_BATCH_SIZES = (1,)
@@ -48,7 +47,7 @@ def new_job_id() -> str:
     return "job-" + secrets.token_hex(6)
 
 
-def validate_job(repo: SqliteRepository, request: JobRequest) -> JobRecord:
+def validate_job(repo: Repository, request: JobRequest) -> JobRecord:
     """The QUEUED JobRecord for `request`, or the first problem as a ParetoError."""
     if not request.model:
         raise InvalidArgument("model is required")
@@ -144,7 +143,7 @@ def _unique_names(recipes: list[RecipeSpec], explicit: list[bool]) -> tuple[Reci
 
 
 def validate_datasets(
-    repo: SqliteRepository, datasets: Mapping[str, str], model: ModelRecord
+    repo: Repository, datasets: Mapping[str, str], model: ModelRecord
 ) -> dict[str, str]:
     from service.catalog.datasets import check_dataset_matches
 

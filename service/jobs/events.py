@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import time
 
+from service.store.interfaces import Repository
 from service.store.records import JOB_FINAL_STATES, JOB_RUNNING, JobEvent, JobRecord
-from service.store.sqlite_repository import SqliteRepository
 
 # Progress callbacks may fire per batch; each event is a durable SQLite write.
 MIN_EVENT_INTERVAL_S = 0.5
@@ -21,7 +21,7 @@ class JobProgress:
     """RUNNING events of one job, at most one per MIN_EVENT_INTERVAL_S unless forced."""
 
     def __init__(
-        self, repo: SqliteRepository, job_id: str, min_interval_s: float = MIN_EVENT_INTERVAL_S
+        self, repo: Repository, job_id: str, min_interval_s: float = MIN_EVENT_INTERVAL_S
     ) -> None:
         self._repo = repo
         self._job_id = job_id
@@ -52,7 +52,7 @@ class JobProgress:
 
 
 def finish_job(
-    repo: SqliteRepository,
+    repo: Repository,
     job_id: str,
     state: str,
     reason: str = "",

@@ -4,7 +4,7 @@ and the evaluation settings (shared by compression jobs and searches)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from compressors.base import Artifact, Dataset
 from pareto_core.formats import FORMAT_ONNX_BUNDLE, artifact_format
@@ -12,8 +12,8 @@ from service.jobs.variant_store import evaluation_settings, file_sha256
 from service.settings import Settings
 from service.store.blobs import BlobStore
 from service.store.bundles import find_onnx
-from service.store.records import JobRecord
-from service.store.repository import ModelRecord
+from service.store.interfaces import Repository
+from service.store.records import JobRecord, ModelRecord
 
 if TYPE_CHECKING:
     from compressors.measure.evaluate import EvaluationSettings
@@ -29,7 +29,7 @@ def parent_artifact(blobs: BlobStore, model: ModelRecord) -> Artifact:
 
 
 def load_job_inputs(
-    repo: Any, blobs: BlobStore, job: JobRecord
+    repo: Repository, blobs: BlobStore, job: JobRecord
 ) -> tuple[Artifact, dict[str, Dataset], str]:
     """(the parent artifact, the job's datasets by role, the parent's sha256)."""
     from service.catalog.datasets import load_dataset
@@ -42,7 +42,7 @@ def load_job_inputs(
 
 
 def job_evaluation_settings(
-    repo: Any,
+    repo: Repository,
     blobs: BlobStore,
     job: JobRecord,
     settings: Settings,

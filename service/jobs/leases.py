@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from service.jobs import spawn
 from service.settings import Settings
-from service.store.open import MetadataRepository
+from service.store.interfaces import Repository
 from service.store.records import JOB_FINAL_STATES, JOB_RUNNING, JobRecord
 
 log = logging.getLogger("service.jobs.scheduler")
@@ -43,7 +43,7 @@ def sweep_interval_s(lease_s: float) -> float:
 
 
 class Leases:
-    def __init__(self, repo: MetadataRepository, settings: Settings) -> None:
+    def __init__(self, repo: Repository, settings: Settings) -> None:
         self._repo = repo
         self._settings = settings
         self.replica = settings.replica_id

@@ -12,9 +12,8 @@ from collections.abc import Mapping, Sequence
 from compressors import registry
 from compressors.base import JobInfo, ModelInfo
 from pareto_core.formats import artifact_format
-from service.store.records import RecipeSpec
-from service.store.repository import ModelRecord
-from service.store.sqlite_repository import SqliteRepository
+from service.store.interfaces import Repository
+from service.store.records import ModelRecord, RecipeSpec
 
 
 def model_info(record: ModelRecord) -> ModelInfo:
@@ -22,7 +21,7 @@ def model_info(record: ModelRecord) -> ModelInfo:
 
 
 def check_steps_against_job(
-    repo: SqliteRepository,
+    repo: Repository,
     recipes: Sequence[RecipeSpec],
     model: ModelRecord,
     datasets: Mapping[str, str],

@@ -32,6 +32,7 @@ from service.jobs.variant_store import (
 )
 from service.settings import Settings
 from service.store.blobs import BlobStore
+from service.store.interfaces import Repository
 from service.store.records import (
     JOB_FAILED,
     JOB_RUNNING,
@@ -40,7 +41,6 @@ from service.store.records import (
     RecipeSpec,
     VariantRecord,
 )
-from service.store.sqlite_repository import SqliteRepository
 
 if TYPE_CHECKING:
     from compressors.measure.evaluate import EvaluationSettings
@@ -55,7 +55,7 @@ EVALUATION_SHARE = 8.0
 class JobRun:
     def __init__(
         self,
-        repo: SqliteRepository,
+        repo: Repository,
         blobs: BlobStore,
         job: JobRecord,
         settings: Settings,

@@ -36,7 +36,7 @@ from service.jobs.events import finish_job
 from service.jobs.leases import KILL_GRACE_S, POLL_S, Leases, Worker
 from service.metrics import JOBS
 from service.settings import Settings
-from service.store.open import MetadataRepository
+from service.store.interfaces import Repository
 from service.store.records import (
     JOB_CANCELLED,
     JOB_FAILED,
@@ -54,7 +54,7 @@ JOB_COUNT_INTERVAL_S = 5.0  # how often the pareto_jobs gauge is recounted
 
 
 class JobScheduler:
-    def __init__(self, repo: MetadataRepository, settings: Settings) -> None:
+    def __init__(self, repo: Repository, settings: Settings) -> None:
         self._repo = repo
         self._settings = settings
         self._leases = Leases(repo, settings)

@@ -19,8 +19,8 @@ from compressors.base import Artifact, Dataset, ProgressFn
 from pareto_core.errors import Internal, ParetoError
 from pareto_core.formats import FORMAT_ONNX
 from service.store.blobs import BlobStore
+from service.store.interfaces import Repository
 from service.store.records import JobRecord, RecipeSpec, VariantRecord
-from service.store.sqlite_repository import SqliteRepository
 
 if TYPE_CHECKING:
     from compressors.measure.evaluate import EvaluationSettings, Preparer
@@ -73,7 +73,7 @@ def measure(
 
 
 def store_variant(
-    repo: SqliteRepository,
+    repo: Repository,
     blobs: BlobStore,
     job: JobRecord,
     produced: Produced,

@@ -27,13 +27,13 @@ from service.jobs.create import (
 )
 from service.search import space
 from service.search import spec as checks
-from service.store.records import JobRecord
-from service.store.repository import ModelRecord
+from service.store.interfaces import Repository
+from service.store.records import JobRecord, ModelRecord
 
 EVALUATION_ROLES = ("evaluation", "calibration", "training")  # as the runner measures
 
 
-def validate_search_job(repo: Any, request: JobRequest) -> tuple[JobRecord, dict[str, Any]]:
+def validate_search_job(repo: Repository, request: JobRequest) -> tuple[JobRecord, dict[str, Any]]:
     """(the QUEUED JobRecord, the normalized spec) or the first problem as a ParetoError."""
     raw = dict(request.search or {})
     checks.check_fields(raw)
@@ -53,7 +53,7 @@ def validate_search_job(repo: Any, request: JobRequest) -> tuple[JobRecord, dict
 
 
 def _fresh(
-    repo: Any, request: JobRequest, raw: dict[str, Any], model: ModelRecord, job_id: str
+    repo: Repository, request: JobRequest, raw: dict[str, Any], model: ModelRecord, job_id: str
 ) -> tuple[dict[str, Any], JobRecord]:
     fmt = artifact_format(model.format)
     if fmt != FORMAT_ONNX:
@@ -142,7 +142,7 @@ def _measures_accuracy(model: ModelRecord, labels: Mapping[str, bool]) -> bool:
 
 
 def _techniques(
-    repo: Any,
+    repo: Repository,
     requested: Any,
     model: ModelRecord,
     datasets: Mapping[str, str],
@@ -199,7 +199,7 @@ def _why_not(name: str, info: JobInfo, ctx: space.SpaceContext) -> str | None:
     return None
 
 
-def create_search_job(repo: Any, request: JobRequest, max_queued: int = 0) -> JobRecord:
+def create_search_job(repo: Repository, request: JobRequest, max_queued: int = 0) -> JobRecord:
     """Validate, then store the spec and the QUEUED job (the spec first: a worker that
     claims the job must find it). `max_queued` as for `create_job`."""
     job, spec = validate_search_job(repo, request)

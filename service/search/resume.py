@@ -15,6 +15,7 @@ from typing import Any
 from pareto_core.errors import FailedPrecondition, InvalidArgument
 from service.jobs.create import JobRequest, new_job_id
 from service.search import spec as checks
+from service.store.interfaces import Repository
 from service.store.records import JOB_QUEUED, JOB_RUNNING, JobRecord
 
 # What a resumed search may change; everything else is the resumed search's.
@@ -22,7 +23,7 @@ RESUMABLE = ("n_trials", "timeout_s", "sampler", "seed", "resume_from")
 
 
 def resumed_search(
-    repo: Any, request: JobRequest, raw: dict[str, Any]
+    repo: Repository, request: JobRequest, raw: dict[str, Any]
 ) -> tuple[JobRecord, dict[str, Any]]:
     """A new job continuing the study of an earlier search with more trials."""
     from pareto_core import names
@@ -73,7 +74,7 @@ def _has_values(fields: Mapping[str, Any]) -> bool:
     return any(v not in (None, False, 0, "", [], ()) for v in fields.values())
 
 
-def _check_not_running(repo: Any, model: str, study: str) -> None:
+def _check_not_running(repo: Repository, model: str, study: str) -> None:
     for job in repo.list_jobs(model):
         if job.state not in (JOB_QUEUED, JOB_RUNNING):
             continue

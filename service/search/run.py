@@ -32,6 +32,7 @@ from service.search.trial import TrialInputs
 from service.search.variants import store_frontier, stored_variants
 from service.settings import Settings
 from service.store.blobs import BlobStore
+from service.store.interfaces import Repository
 from service.store.records import JOB_FAILED, JOB_RUNNING, JOB_SUCCEEDED, JobRecord
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ FREE_FACTOR = 3  # all trials of a job, free ones included, stay under this x n_
 class SearchRun:
     def __init__(
         self,
-        repo: Any,
+        repo: Repository,
         blobs: BlobStore,
         job: JobRecord,
         spec: dict[str, Any],

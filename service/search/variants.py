@@ -18,12 +18,13 @@ from pareto_core.errors import Cancelled, ParetoError
 from service.jobs.variant_store import Produced, measure, store_variant
 from service.search.trial import TrialInputs, build
 from service.store.blobs import BlobStore
+from service.store.interfaces import Repository
 from service.store.records import JobRecord, RecipeSpec
 
 TRIAL_NAME = re.compile(r"^trial-(\d+) ")
 
 
-def stored_variants(repo: Any, model: str, job_ids: Iterable[str]) -> dict[int, str]:
+def stored_variants(repo: Repository, model: str, job_ids: Iterable[str]) -> dict[int, str]:
     """trial number -> variant id, for the variants the study's jobs stored."""
     jobs = set(job_ids)
     found: dict[int, str] = {}
@@ -35,7 +36,7 @@ def stored_variants(repo: Any, model: str, job_ids: Iterable[str]) -> dict[int, 
 
 
 def store_frontier(
-    repo: Any,
+    repo: Repository,
     blobs: BlobStore,
     job: JobRecord,
     inputs: TrialInputs,

@@ -14,9 +14,8 @@ from dataclasses import dataclass
 
 from pareto_core.errors import InvalidArgument, NotFound
 from pareto_core.tensors import Signature
-from service.store.records import VariantRecord
-from service.store.repository import ModelRecord
-from service.store.sqlite_repository import SqliteRepository
+from service.store.interfaces import Repository
+from service.store.records import ModelRecord, VariantRecord
 
 DEFAULT_CACHE_S = 1.0
 MAX_CACHED_NAMES = 4096
@@ -80,7 +79,7 @@ class ServableResolver:
     up again on the next request.
     """
 
-    def __init__(self, repo: SqliteRepository, cache_s: float = DEFAULT_CACHE_S) -> None:
+    def __init__(self, repo: Repository, cache_s: float = DEFAULT_CACHE_S) -> None:
         self._repo = repo
         self._cache_s = cache_s
         self._cache: dict[tuple[str, str], tuple[Servable, float, int]] = {}

@@ -3,22 +3,17 @@
 PARETO_DATABASE_URL empty (the default): embedded SQLite at `<data dir>/metadata.db`, one
 process per data dir. `postgresql://user:password@host:port/database`: PostgreSQL, which
 several replicas share together with one blob volume (the data dir on a ReadWriteMany
-volume). The server, and its job workers all open the store through here.
+volume). The server and its job workers all open the store through here.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Union
 
 from pareto_core.errors import FailedPrecondition
 from service.settings import Settings
+from service.store.interfaces import Repository
 from service.store.sqlite_repository import SqliteRepository
-
-if TYPE_CHECKING:
-    from service.store.postgres_repository import PostgresRepository
-
-MetadataRepository = Union[SqliteRepository, "PostgresRepository"]
 
 # With a shared blob volume, start-up clean-up must not take what another live replica is
 # still writing: staging entries and unreferenced blobs are removed only once older than
@@ -32,7 +27,7 @@ def database_url(settings: Settings) -> str:
 
 def open_repository(
     settings_or_url: Settings | str, data_dir: Path | str | None = None
-) -> MetadataRepository:
+) -> Repository:
     """The repository the settings (or a database URL) name; `data_dir` holds the SQLite
     file (default: the settings' data dir). Raises FailedPrecondition for a bad URL, an
     unreachable server or a schema newer than this code (the URL shown without password)."""

@@ -36,6 +36,7 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from pareto_core.errors import FailedPrecondition, Unavailable
+from service.store.interfaces import Repository
 from service.store.postgres_connection import (
     PgConnection,
     check_url,
@@ -45,13 +46,13 @@ from service.store.postgres_connection import (
     to_pyformat,
 )
 from service.store.postgres_schema import WRITE_LOCK_KEY, migrate
-from service.store.sql_datasets import SqliteDatasets
-from service.store.sql_deployments import SqliteDeployments
-from service.store.sql_job_leases import SqliteJobLeases
-from service.store.sql_jobs import SqliteJobs
+from service.store.sql_datasets import SqlDatasets
+from service.store.sql_deployments import SqlDeployments
+from service.store.sql_job_leases import SqlJobLeases
+from service.store.sql_jobs import SqlJobs
 from service.store.sql_models import SqlModels
-from service.store.sql_searches import SqliteSearches
-from service.store.sql_variants import SqliteVariants
+from service.store.sql_searches import SqlSearches
+from service.store.sql_variants import SqlVariants
 from service.store.sqlite_schema import SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
@@ -61,13 +62,14 @@ CONNECT_TIMEOUT_S = 10
 
 
 class PostgresRepository(
-    SqliteDatasets,
-    SqliteJobs,
-    SqliteJobLeases,
-    SqliteVariants,
-    SqliteDeployments,
-    SqliteSearches,
+    SqlDatasets,
+    SqlJobs,
+    SqlJobLeases,
+    SqlVariants,
+    SqlDeployments,
+    SqlSearches,
     SqlModels,
+    Repository,
 ):
     """Models, datasets, jobs with their events, variants and deployments, in PostgreSQL."""
 

@@ -23,6 +23,19 @@ JOB_FINAL_STATES = (JOB_SUCCEEDED, JOB_FAILED, JOB_CANCELLED)
 
 
 @dataclass(frozen=True)
+class ModelRecord:
+    name: str
+    version: int
+    format: str
+    sha256: str
+    size_bytes: int
+    signature: Signature
+    description: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
 class DatasetRecord:
     name: str
     sha256: str

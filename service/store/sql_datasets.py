@@ -8,7 +8,7 @@ from dataclasses import replace
 from typing import Any
 
 from pareto_core.errors import AlreadyExists, FailedPrecondition, NotFound
-from service.store.engine_repository import DatasetRepository
+from service.store.interfaces import DatasetRepository
 from service.store.records import JOB_QUEUED, JOB_RUNNING, DatasetRecord
 from service.store.sql_codec import (
     from_json,
@@ -49,7 +49,7 @@ def active_jobs_using(c: Connection, dataset: str) -> list[str]:
     return [r["id"] for r in rows if dataset in from_json(r["datasets"]).values()]
 
 
-class SqliteDatasets(DatasetRepository):
+class SqlDatasets(DatasetRepository):
     """Needs `_tx()` (a write transaction) and `_query(sql, params)` from the backend."""
 
     _tx: Callable[..., AbstractContextManager[Connection]]

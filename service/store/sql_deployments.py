@@ -13,6 +13,7 @@ from typing import Any
 
 from pareto_core.errors import AlreadyExists, FailedPrecondition, NotFound
 from service.store.deployment_records import DeploymentRecord, spec_from_data, spec_to_data
+from service.store.interfaces import DeploymentRepository
 from service.store.sql_codec import from_json, now, time_from_text, time_to_text, to_json
 from service.store.sql_types import Connection
 
@@ -30,7 +31,7 @@ def _row_to_deployment(row: Any) -> DeploymentRecord:
     )
 
 
-class SqliteDeployments:
+class SqlDeployments(DeploymentRepository):
     """Needs `_tx()` (a write transaction) and `_query(sql, params)` from the backend."""
 
     _tx: Callable[..., AbstractContextManager[Connection]]

@@ -20,7 +20,7 @@ from contextlib import AbstractContextManager
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from service.store.engine_repository import JobRepository
+from service.store.interfaces import JobRepository
 from service.store.records import JOB_FAILED, JOB_QUEUED, JOB_RUNNING, JobRecord
 from service.store.sql_codec import time_to_text
 from service.store.sql_types import Connection
@@ -32,7 +32,7 @@ def _expired(job: JobRecord, now: datetime, lease_s: float) -> bool:
     return job.heartbeat_at is None or job.heartbeat_at <= now - timedelta(seconds=lease_s)
 
 
-class SqliteJobLeases(JobRepository):
+class SqlJobLeases(JobRepository):
     """Needs `_tx()`, `_row_lock`, `_claim_lock` and `_clock(c)` from the backend."""
 
     _tx: Callable[..., AbstractContextManager[Connection]]

@@ -15,7 +15,7 @@ from dataclasses import replace
 from typing import Any
 
 from pareto_core.errors import AlreadyExists, NotFound, ResourceExhausted
-from service.store.engine_repository import JobRepository
+from service.store.interfaces import JobRepository
 from service.store.records import JOB_FINAL_STATES, JOB_QUEUED, JobEvent, JobRecord
 from service.store.sql_codec import now
 from service.store.sql_types import Connection
@@ -45,7 +45,7 @@ def _check_queue(c: Connection, max_queued: int) -> None:
         )
 
 
-class SqliteJobs(JobRepository):
+class SqlJobs(JobRepository):
     """Needs `_tx()` (a write transaction), `_query(sql, params)` and `_row_lock`."""
 
     _tx: Callable[..., AbstractContextManager[Connection]]

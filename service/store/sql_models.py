@@ -17,8 +17,8 @@ from typing import Any
 from pareto_core import formats
 from pareto_core.errors import AlreadyExists, InvalidArgument, JobFenced, NotFound
 from pareto_core.tensors import Signature
-from service.store.records import JOB_QUEUED
-from service.store.repository import ModelRecord, ModelRepository
+from service.store.interfaces import ModelRepository
+from service.store.records import JOB_QUEUED, ModelRecord
 from service.store.sql_codec import specs_from_json, specs_to_json
 from service.store.sql_types import Connection
 
@@ -58,9 +58,7 @@ class SqlModels(ModelRepository):
 
     _tx: Callable[..., AbstractContextManager[Connection]]
     _query: Callable[..., list[Any]]
-    # Bumped by `_tx` after each committed write of THIS object: a cache of what it read
-    # (service/servables.py) sees that a local write happened since it filled.
-    write_generation: int = 0
+    write_generation: int = 0  # see Repository
     _fence: tuple[str, int] | None = None
 
     def fence(self, job_id: str, attempt: int) -> None:

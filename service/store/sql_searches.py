@@ -11,6 +11,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
+from service.store.interfaces import SearchRepository
 from service.store.records import SearchRecord
 from service.store.sql_codec import from_json, now, time_from_text, time_to_text, to_json
 from service.store.sql_types import Connection
@@ -27,7 +28,7 @@ def _row_to_search(row: Any) -> SearchRecord:
     )
 
 
-class SqliteSearches:
+class SqlSearches(SearchRepository):
     """Needs `_tx()` (a write transaction) and `_query(sql, params)` from the backend."""
 
     _tx: Callable[..., AbstractContextManager[Connection]]

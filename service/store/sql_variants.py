@@ -9,7 +9,7 @@ from typing import Any
 
 from pareto_core.errors import AlreadyExists, NotFound
 from pareto_core.tensors import Signature
-from service.store.engine_repository import VariantRepository
+from service.store.interfaces import VariantRepository
 from service.store.records import VariantRecord
 from service.store.sql_codec import (
     from_json,
@@ -71,7 +71,7 @@ def _variant_to_row(v: VariantRecord) -> tuple[Any, ...]:
     )
 
 
-class SqliteVariants(VariantRepository):
+class SqlVariants(VariantRepository):
     """Needs `_tx()` (a write transaction) and `_query(sql, params)` from the backend."""
 
     _tx: Callable[..., AbstractContextManager[Connection]]

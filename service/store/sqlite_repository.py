@@ -6,7 +6,7 @@ picking the next version) cannot race, even with another process on the same fil
 
 The schema is versioned with PRAGMA user_version (`sqlite_schema.py`). The tables are
 served by mixins, one file each, whose SQL `PostgresRepository` shares: `SqlModels`,
-`SqliteDatasets`, `SqliteJobs`, `SqliteJobLeases`, `SqliteVariants`, `SqliteDeployments`;
+`SqlDatasets`, `SqlJobs`, `SqlJobLeases`, `SqlVariants`, `SqlDeployments`;
 they use this class's `_tx`, `_query` and dialect hooks (see `sql_types.py`).
 """
 
@@ -21,14 +21,15 @@ from pathlib import Path
 from typing import Any
 
 from pareto_core.errors import FailedPrecondition
+from service.store.interfaces import Repository
 from service.store.sql_codec import now
-from service.store.sql_datasets import SqliteDatasets
-from service.store.sql_deployments import SqliteDeployments
-from service.store.sql_job_leases import SqliteJobLeases
-from service.store.sql_jobs import SqliteJobs
+from service.store.sql_datasets import SqlDatasets
+from service.store.sql_deployments import SqlDeployments
+from service.store.sql_job_leases import SqlJobLeases
+from service.store.sql_jobs import SqlJobs
 from service.store.sql_models import SqlModels, already_exists_message
-from service.store.sql_searches import SqliteSearches
-from service.store.sql_variants import SqliteVariants
+from service.store.sql_searches import SqlSearches
+from service.store.sql_variants import SqlVariants
 from service.store.sqlite_schema import MIGRATIONS as _MIGRATIONS
 from service.store.sqlite_schema import SCHEMA_VERSION
 
@@ -38,13 +39,14 @@ BUSY_TIMEOUT_MS = 10_000
 
 
 class SqliteRepository(
-    SqliteDatasets,
-    SqliteJobs,
-    SqliteJobLeases,
-    SqliteVariants,
-    SqliteDeployments,
-    SqliteSearches,
+    SqlDatasets,
+    SqlJobs,
+    SqlJobLeases,
+    SqlVariants,
+    SqlDeployments,
+    SqlSearches,
     SqlModels,
+    Repository,
 ):
     """Models, datasets, jobs with their events, variants and deployments, in one file."""
 

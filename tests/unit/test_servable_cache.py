@@ -8,7 +8,7 @@ import pytest
 from pareto_core.errors import NotFound
 from pareto_core.tensors import Signature, TensorSpec
 from service.serving.servables import ServableResolver
-from service.store.repository import ModelRecord
+from service.store.records import ModelRecord
 from service.store.sqlite_repository import SqliteRepository
 
 SIGNATURE = Signature((TensorSpec("x", "FP32", (-1, 4)),), (TensorSpec("y", "FP32", (-1, 2)),))

@@ -22,10 +22,10 @@ from service.store.records import (
     DatasetRecord,
     JobEvent,
     JobRecord,
+    ModelRecord,
     RecipeSpec,
     VariantRecord,
 )
-from service.store.repository import ModelRecord
 from service.store.sqlite_repository import _MIGRATIONS, SCHEMA_VERSION, SqliteRepository
 from tests.store_backends import BACKENDS, StoreBackend, store_backend
 

@@ -13,7 +13,7 @@ import pytest
 
 from pareto_core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from pareto_core.tensors import Signature, TensorSpec
-from service.store.repository import ModelRecord
+from service.store.records import ModelRecord
 from service.store.sqlite_repository import SCHEMA_VERSION, SqliteRepository
 from tests.store_backends import BACKENDS, StoreBackend, store_backend
 
