@@ -25,6 +25,8 @@ ROLE_CALIBRATION = "calibration"
 ROLE_TRAINING = "training"
 ROLE_EVALUATION = "evaluation"
 ROLES = (ROLE_CALIBRATION, ROLE_TRAINING, ROLE_EVALUATION)
+# The dataset a job measures quality on: the first of these roles it names.
+EVALUATION_ROLES = (ROLE_EVALUATION, ROLE_CALIBRATION, ROLE_TRAINING)
 
 
 class TechniqueConfig(BaseModel):

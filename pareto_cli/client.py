@@ -19,6 +19,7 @@ from pareto.v1 import (
     variants_pb2_grpc,
 )
 from pareto_cli.connection import Connection, current_connection
+from pareto_core import formats
 
 CHUNK_BYTES = 1024 * 1024
 
@@ -30,7 +31,12 @@ _SUFFIX_FORMATS = {
     ".gz": common_pb2.MODEL_FORMAT_ONNX_BUNDLE,
     ".pt2": common_pb2.MODEL_FORMAT_TORCH_EXPORT,
 }
-FORMAT_NAMES = {"onnx": 1, "onnx_bundle": 2, "torch_export": 3}
+# Stored format name -> pareto.v1.ModelFormat value.
+FORMAT_NAMES = {
+    formats.from_proto_enum_name(name): value
+    for name, value in common_pb2.ModelFormat.items()
+    if formats.from_proto_enum_name(name)
+}
 
 
 def guess_format(path: Path) -> int:

@@ -28,6 +28,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from pareto_core.errors import FailedPrecondition, InvalidArgument
+from pareto_core.formats import FORMAT_ONNX, FORMAT_TORCH_EXPORT
 from runtimes.base import Capabilities, Runtime, RuntimeDescription
 from runtimes.options import OptionContext, Options
 from runtimes.tflite_session import TfliteSession
@@ -93,7 +94,7 @@ def _sha256(path: Path) -> str:
 
 class EdgeTpuTflite(Runtime):
     name = RUNTIME_NAME
-    formats = frozenset({"onnx", "torch_export"})
+    formats = frozenset({FORMAT_ONNX, FORMAT_TORCH_EXPORT})
     auto_select = False  # needs a calibration dataset: only when asked for
     options_model = EdgeTpuOptions
     # A filesystem path is never taken from a caller: the process resolves the name.

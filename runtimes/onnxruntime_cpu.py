@@ -13,6 +13,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from pareto_core.errors import FailedPrecondition, Internal, InvalidArgument
+from pareto_core.formats import FORMAT_ONNX, FORMAT_ONNX_BUNDLE
 from pareto_core.tensors import Signature, TensorSpec
 from runtimes.base import Runtime, RuntimeDescription, Session
 from runtimes.options import Options, parse_options
@@ -129,7 +130,7 @@ class OrtSession(Session):
 
 class OnnxRuntimeCpu(Runtime):
     name = RUNTIME_NAME
-    formats = frozenset({"onnx", "onnx_bundle"})
+    formats = frozenset({FORMAT_ONNX, FORMAT_ONNX_BUNDLE})
     options_model = OrtOptions
 
     def thread_options(self, threads: int) -> Options:

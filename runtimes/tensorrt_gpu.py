@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from pareto_core.errors import FailedPrecondition
+from pareto_core.formats import FORMAT_ONNX, FORMAT_ONNX_BUNDLE
 from runtimes.base import Capabilities, Runtime, RuntimeDescription
 from runtimes.tensorrt_io import check_cuda
 from runtimes.tensorrt_plan import (
@@ -73,7 +74,7 @@ def _logger():
 
 class TensorRtGpu(Runtime):
     name = RUNTIME_NAME
-    formats = frozenset({"onnx", "onnx_bundle"})
+    formats = frozenset({FORMAT_ONNX, FORMAT_ONNX_BUNDLE})
     auto_select = False  # only when asked for: never a silent switch of device
     options_model = TensorRtOptions
 

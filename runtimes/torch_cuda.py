@@ -34,12 +34,13 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pareto_core.errors import FailedPrecondition, Internal, InvalidArgument
+from pareto_core.formats import FORMAT_TORCH_EXPORT
 from pareto_core.tensors import KSERVE_TO_NUMPY, Signature, TensorSpec
 from runtimes.base import Capabilities, Runtime, RuntimeDescription, Session
 from runtimes.cuda_probe import missing_requirement
 
 RUNTIME_NAME = "torch_cuda"
-FORMATS = frozenset({"torch_export"})
+FORMATS = frozenset({FORMAT_TORCH_EXPORT})
 
 
 # KServe datatype -> torch dtype attribute name (torch imported only when converting).

@@ -32,6 +32,7 @@ from pareto_core.errors import (
     ParetoError,
     Unavailable,
 )
+from pareto_core.formats import FORMAT_ONNX, FORMAT_ONNX_BUNDLE, FORMAT_TORCH_EXPORT
 from pareto_core.tensors import Signature, TensorSpec
 from runtimes.base import Capabilities, Runtime, RuntimeDescription, Session
 from runtimes.options import OptionContext, Options
@@ -189,7 +190,7 @@ class TritonSession(Session):
 
 class TritonRemote(Runtime):
     name = RUNTIME_NAME
-    formats = frozenset({"onnx", "onnx_bundle", "torch_export"})
+    formats = frozenset({FORMAT_ONNX, FORMAT_ONNX_BUNDLE, FORMAT_TORCH_EXPORT})
     auto_select = False  # needs the remote server's address: only when asked for
     options_model = TritonOptions
 

@@ -19,10 +19,19 @@ from google.protobuf.json_format import MessageToDict, ParseDict
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from pareto.v1 import common_pb2, datasets_pb2, jobs_pb2, variants_pb2
+from pareto.v1 import common_pb2, datasets_pb2, jobs_pb2, models_pb2, variants_pb2
+from pareto_core import formats
 from pareto_core.errors import InvalidArgument
-from service.api.models import tensor_to_proto
-from service.store.records import DatasetRecord, JobEvent, JobRecord, RecipeSpec, VariantRecord
+from pareto_core.tensors import TensorSpec
+from service.catalog.uploads import UploadRequest
+from service.store.records import (
+    DatasetRecord,
+    JobEvent,
+    JobRecord,
+    ModelRecord,
+    RecipeSpec,
+    VariantRecord,
+)
 
 _STATE_PREFIX = "JOB_STATE_"
 _INT_TYPES = (
@@ -179,9 +188,19 @@ def measurement_to_proto(data: Mapping[str, Any]) -> variants_pb2.Measurement:
 
 def format_to_proto(fmt: str) -> int:
     try:
-        return common_pb2.ModelFormat.Value("MODEL_FORMAT_" + fmt.upper())
+        return common_pb2.ModelFormat.Value(formats.proto_enum_name(fmt))
     except ValueError:
         raise InvalidArgument(f"unknown model format {fmt!r}") from None
+
+
+def format_from_proto(value: int, field: str = "format") -> str:
+    """The stored format of a `ModelFormat` value; InvalidArgument naming `field`."""
+    names = dict(common_pb2.ModelFormat.items())
+    fmt = next((formats.from_proto_enum_name(n) for n, v in names.items() if v == value), "")
+    if not fmt:
+        known = ", ".join(formats.proto_enum_name(f) for f in formats.STORED_FORMATS)
+        raise InvalidArgument(f"{field} must be one of {known}, got {value}")
+    return fmt
 
 
 def variant_to_proto(record: VariantRecord) -> variants_pb2.Variant:
@@ -202,4 +221,38 @@ def variant_to_proto(record: VariantRecord) -> variants_pb2.Variant:
         budget_reason=record.budget_reason,
         report_json=json.dumps(record.report, sort_keys=True),
         created_at=timestamp(record.created_at),
+    )
+
+
+def header_to_request(header: models_pb2.UploadHeader) -> UploadRequest:
+    return UploadRequest(
+        name=header.name,
+        format=format_from_proto(header.format, "header.format"),
+        size_bytes=header.size_bytes,
+        sha256=header.sha256,
+        description=header.description,
+        labels=dict(header.labels),
+        new_version=header.new_version,
+    )
+
+
+def tensor_to_proto(spec: TensorSpec) -> common_pb2.TensorSpec:
+    return common_pb2.TensorSpec(name=spec.name, datatype=spec.datatype, shape=list(spec.shape))
+
+
+def model_to_proto(record: ModelRecord) -> models_pb2.Model:
+    created = Timestamp()
+    if record.created_at is not None:
+        created.FromDatetime(record.created_at)
+    return models_pb2.Model(
+        name=record.name,
+        version=record.version,
+        format=format_to_proto(record.format),
+        sha256=record.sha256,
+        size_bytes=record.size_bytes,
+        description=record.description,
+        labels=record.labels,
+        inputs=[tensor_to_proto(t) for t in record.signature.inputs],
+        outputs=[tensor_to_proto(t) for t in record.signature.outputs],
+        created_at=created,
     )

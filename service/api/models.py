@@ -4,24 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
-from pareto.v1 import common_pb2, models_pb2, models_pb2_grpc
+from pareto.v1 import models_pb2, models_pb2_grpc
 from pareto_core import names
 from pareto_core.errors import InvalidArgument
-from pareto_core.tensors import TensorSpec
 from service import metrics
+from service.api.convert import header_to_request, model_to_proto
 from service.catalog.models import ModelCatalog
-from service.catalog.uploads import Uploader, UploadRequest
+from service.catalog.uploads import Uploader
 from service.store.interfaces import ModelRepository
 from service.store.records import ModelRecord
-
-_FORMAT_TO_PROTO = {
-    "onnx": common_pb2.MODEL_FORMAT_ONNX,
-    "onnx_bundle": common_pb2.MODEL_FORMAT_ONNX_BUNDLE,
-    "torch_export": common_pb2.MODEL_FORMAT_TORCH_EXPORT,
-}
-_PROTO_TO_FORMAT = {v: k for k, v in _FORMAT_TO_PROTO.items()}
 
 
 class ModelServicer(models_pb2_grpc.ModelServiceServicer):
@@ -60,40 +51,3 @@ class ModelServicer(models_pb2_grpc.ModelServiceServicer):
     def DeleteModel(self, request: models_pb2.DeleteModelRequest, context):
         deleted = self._catalog.delete(names.model_name(request.name), request.version)
         return models_pb2.DeleteModelResponse(deleted=[model_to_proto(r) for r in deleted])
-
-
-def header_to_request(header: models_pb2.UploadHeader) -> UploadRequest:
-    if header.format not in _PROTO_TO_FORMAT:
-        known = ", ".join(common_pb2.ModelFormat.Name(v) for v in _PROTO_TO_FORMAT)
-        raise InvalidArgument(f"header.format must be one of {known}, got {header.format}")
-    return UploadRequest(
-        name=header.name,
-        format=_PROTO_TO_FORMAT[header.format],
-        size_bytes=header.size_bytes,
-        sha256=header.sha256,
-        description=header.description,
-        labels=dict(header.labels),
-        new_version=header.new_version,
-    )
-
-
-def tensor_to_proto(spec: TensorSpec) -> common_pb2.TensorSpec:
-    return common_pb2.TensorSpec(name=spec.name, datatype=spec.datatype, shape=list(spec.shape))
-
-
-def model_to_proto(record: ModelRecord) -> models_pb2.Model:
-    created = Timestamp()
-    if record.created_at is not None:
-        created.FromDatetime(record.created_at)
-    return models_pb2.Model(
-        name=record.name,
-        version=record.version,
-        format=_FORMAT_TO_PROTO[record.format],
-        sha256=record.sha256,
-        size_bytes=record.size_bytes,
-        description=record.description,
-        labels=record.labels,
-        inputs=[tensor_to_proto(t) for t in record.signature.inputs],
-        outputs=[tensor_to_proto(t) for t in record.signature.outputs],
-        created_at=created,
-    )

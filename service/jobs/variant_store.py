@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from compressors.base import Artifact, Dataset, ProgressFn
+from compressors.base import EVALUATION_ROLES, Artifact, Dataset, ProgressFn
 from pareto_core.errors import Internal, ParetoError
 from pareto_core.formats import FORMAT_ONNX
 from service.store.blobs import BlobStore
@@ -24,8 +24,6 @@ from service.store.records import JobRecord, RecipeSpec, VariantRecord
 
 if TYPE_CHECKING:
     from compressors.measure.evaluate import EvaluationSettings, Preparer
-
-EVALUATION_ROLES = ("evaluation", "calibration", "training")  # the first present is used
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from compressors import registry
-from compressors.base import JobInfo
+from compressors.base import EVALUATION_ROLES, JobInfo
 from pareto_core.errors import FailedPrecondition, InvalidArgument
 from pareto_core.formats import FORMAT_ONNX, artifact_format
 from service.jobs.create import (
@@ -29,8 +29,6 @@ from service.search import space
 from service.search import spec as checks
 from service.store.interfaces import Repository
 from service.store.records import JobRecord, ModelRecord
-
-EVALUATION_ROLES = ("evaluation", "calibration", "training")  # as the runner measures
 
 
 def validate_search_job(repo: Repository, request: JobRequest) -> tuple[JobRecord, dict[str, Any]]:

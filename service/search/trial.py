@@ -156,7 +156,7 @@ def screen(inputs: TrialInputs, artifact: Artifact) -> None:
 
 
 def _dataset(inputs: TrialInputs) -> Dataset | None:
-    from service.jobs.variant_store import EVALUATION_ROLES
+    from compressors.base import EVALUATION_ROLES
 
     return next((inputs.datasets[r] for r in EVALUATION_ROLES if r in inputs.datasets), None)
 
