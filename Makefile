@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 TORCH_PIN := torch==2.13.0
 PROTO_OUT := .
 
-.PHONY: install litert-venv demo test lint proto bench clean
+.PHONY: install litert-venv demo test test-fast lint proto bench clean
 
 $(PY):
 	python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
@@ -42,9 +42,14 @@ demo:
 test:
 	$(PY) -m pytest -q -ra
 
+# The unit tests only (no server processes, no PostgreSQL): about a minute.
+test-fast:
+	$(PY) -m pytest -q -ra tests/unit
+
 lint:
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 proto:
 	$(PY) -m grpc_tools.protoc -Iproto --python_out=$(PROTO_OUT) --pyi_out=$(PROTO_OUT) \

@@ -143,5 +143,6 @@ class ArtifactCache:
         """The manifest of the artifact directory holding `artifact`."""
         for parent in Path(artifact).parents:
             if parent.parent == self.root and (parent / MANIFEST).is_file():
-                return json.loads((parent / MANIFEST).read_text())
+                found: dict[str, Any] = json.loads((parent / MANIFEST).read_text())
+                return found
         raise FailedPrecondition(f"{artifact} is not an artifact in {self.root}")

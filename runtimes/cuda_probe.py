@@ -23,7 +23,8 @@ def _torch_cuda_version() -> str | bool | None:
     unless torch is already imported."""
     torch = sys.modules.get("torch")
     if torch is not None:
-        return torch.version.cuda
+        cuda: str | None = torch.version.cuda
+        return cuda
     spec = importlib.util.find_spec("torch")
     if spec is None or not spec.submodule_search_locations:
         return False

@@ -306,7 +306,7 @@ def check_program_json(doc: Any) -> None:
                 raise ArchiveRejected(f"graph node target {str(target)[:200]!r} is not accepted")
 
 
-def _walk_dicts(value: Any) -> Iterator[dict]:
+def _walk_dicts(value: Any) -> Iterator[dict[str, Any]]:
     stack = [value]
     while stack:
         v = stack.pop()

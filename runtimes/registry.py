@@ -88,7 +88,8 @@ def _instantiate(name: str, target: str | type[Runtime]) -> Runtime:
 def _import_class(name: str, target: str) -> type[Runtime]:
     module_name, _, class_name = target.partition(":")
     try:
-        return getattr(importlib.import_module(module_name), class_name)
+        found: type[Runtime] = getattr(importlib.import_module(module_name), class_name)
+        return found
     except (ImportError, AttributeError) as exc:
         message = f"runtime {name!r} cannot be loaded from {target!r}: {exc}"
         raise FailedPrecondition(message) from exc

@@ -24,7 +24,7 @@ from typing import Any
 
 from pareto_core.errors import FailedPrecondition
 from pareto_core.formats import FORMAT_ONNX, FORMAT_ONNX_BUNDLE
-from runtimes.base import Capabilities, Runtime, RuntimeDescription
+from runtimes.base import Capabilities, Runtime, RuntimeDescription, Session
 from runtimes.tensorrt_io import check_cuda
 from runtimes.tensorrt_plan import (
     Profile,
@@ -66,7 +66,7 @@ def missing_requirement() -> str | None:
     return None
 
 
-def _logger():
+def _logger() -> Any:
     import tensorrt as trt
 
     return trt.Logger(trt.Logger.WARNING)
@@ -151,7 +151,7 @@ class TensorRtGpu(Runtime):
         folder.mkdir(parents=True, exist_ok=True)
         return folder / f"{slug}.cache"
 
-    def load(self, model_path: Path, options: dict[str, Any] | None = None):
+    def load(self, model_path: Path, options: dict[str, Any] | None = None) -> Session:
         missing = missing_requirement()
         if missing is not None:
             raise FailedPrecondition(f"runtime {RUNTIME_NAME!r} is not available: {missing}")
@@ -162,7 +162,10 @@ class TensorRtGpu(Runtime):
         if path.name != ENGINE or not (path.parent / PLAN).is_file():
             raise FailedPrecondition(f"{path} is not a prepared {RUNTIME_NAME} engine")
         plan = json.loads((path.parent / PLAN).read_text())
-        ranges = {k: tuple(tuple(s) for s in v) for k, v in plan["profile"].items()}
+        ranges = {
+            name: (tuple(low), tuple(opt), tuple(high))
+            for name, (low, opt, high) in plan["profile"].items()
+        }
         return TensorRtSession(path, Profile(ranges), opts.device_id, _logger())
 
     def describe(self) -> RuntimeDescription:

@@ -16,7 +16,7 @@ from runtimes.base import Session
 from runtimes.tensorrt_plan import Profile, check_in_profile
 
 
-def check_cuda(call_result: tuple) -> Any:
+def check_cuda(call_result: tuple[Any, ...]) -> Any:
     """cuda-python returns (error, *values): raise on error, return the value(s)."""
     from cuda.bindings import runtime as cudart
 

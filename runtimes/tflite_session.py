@@ -24,15 +24,11 @@ def _in_order(details: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Tensors in the converted model's argument order: the converter names them
     `serving_default_args_<i>` / `serving_default_output_<i>`, which the interpreter may
     list in another order."""
-    numbers = [re.search(r"_(\d+)(?:_output)?$", d["name"]) for d in details]
-    if not all(numbers):
+    matches = [re.search(r"_(\d+)(?:_output)?$", d["name"]) for d in details]
+    numbers = [int(m[1]) for m in matches if m is not None]
+    if len(numbers) != len(details):
         return list(details)
-    return [
-        d
-        for _, d in sorted(
-            zip((int(m[1]) for m in numbers), details, strict=True), key=lambda p: p[0]
-        )
-    ]
+    return [d for _, d in sorted(zip(numbers, details, strict=True), key=lambda p: p[0])]
 
 
 def quantize(values: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
@@ -43,14 +39,16 @@ def quantize(values: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
         return values.astype(dtype, copy=False)
     info = np.iinfo(dtype)
     q = np.round(values.astype(np.float32) / scale) + zero
-    return np.clip(q, info.min, info.max).astype(dtype)
+    quantized: np.ndarray = np.clip(q, info.min, info.max).astype(dtype)
+    return quantized
 
 
 def dequantize(values: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
     scale, zero = detail["quantization"]
     if not scale:
         return values
-    return ((values.astype(np.float32) - zero) * scale).astype(np.float32)
+    restored: np.ndarray = ((values.astype(np.float32) - zero) * scale).astype(np.float32)
+    return restored
 
 
 class TfliteSession(Session):
@@ -129,4 +127,4 @@ class TfliteSession(Session):
 
     def close(self) -> None:
         self._closed = True
-        self._interpreter = None  # type: ignore[assignment]
+        self._interpreter = None

@@ -74,7 +74,7 @@ class TorchCudaOptions(BaseModel):
 
     @field_validator("warmup_shapes")
     @classmethod
-    def _shapes_are_positive(cls, value: dict[str, list[list[int]]]) -> dict:
+    def _shapes_are_positive(cls, value: dict[str, list[list[int]]]) -> dict[str, list[list[int]]]:
         counts = {len(shapes) for shapes in value.values()}
         if len(counts) > 1:
             raise ValueError("every input needs the same number of warm-up shapes")
@@ -105,7 +105,7 @@ def kserve_datatype(dtype: Any) -> str:
     return TORCH_TO_KSERVE[name]
 
 
-def warmup_plan(signature: Signature, opts: TorchCudaOptions) -> list[dict[str, tuple]]:
+def warmup_plan(signature: Signature, opts: TorchCudaOptions) -> list[dict[str, tuple[int, ...]]]:
     """The input shapes run at load (one dict per warm-up call); empty without `compile`.
     Shapes are checked against the signature (rank, fixed dims, known input names)."""
     if not opts.compile:
@@ -130,7 +130,7 @@ def warmup_plan(signature: Signature, opts: TorchCudaOptions) -> list[dict[str, 
     if missing:
         raise InvalidArgument(f"{RUNTIME_NAME} option 'warmup_shapes' lacks inputs {missing}")
     count = len(next(iter(opts.warmup_shapes.values())))
-    plan: list[dict[str, tuple]] = [{} for _ in range(count)]
+    plan: list[dict[str, tuple[int, ...]]] = [{} for _ in range(count)]
     for spec in signature.inputs:
         for i, shape in enumerate(opts.warmup_shapes[spec.name]):
             _check_shape(spec, shape)
@@ -211,7 +211,7 @@ class TorchCudaSession(Session):
         names = list(output_names) if output_names else self._output_names
         return {name: out[name] for name in names}
 
-    def warm_up(self, plan: list[dict[str, tuple]], iters: int) -> None:
+    def warm_up(self, plan: list[dict[str, tuple[int, ...]]], iters: int) -> None:
         for shapes in plan:
             inputs = {
                 spec.name: np.zeros(shapes[spec.name], spec.numpy_dtype)
@@ -275,7 +275,7 @@ class TorchCuda(Runtime):
         plan = warmup_plan(signature, opts)
         device = torch.device("cuda", opts.device_id)
         try:
-            module = move_to_device_pass(program, str(device)).module()
+            module: Any = move_to_device_pass(program, str(device)).module()
             if opts.compile:
                 module = torch.compile(module, mode="reduce-overhead", dynamic=False)
         except Exception as exc:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from google.protobuf import text_format
 
@@ -67,7 +68,7 @@ def batchable(signature: Signature) -> bool:
     return all(t.shape and t.shape[0] == -1 for t in (*signature.inputs, *signature.outputs))
 
 
-def build_config(name: str, signature: Signature, settings: ExportSettings):
+def build_config(name: str, signature: Signature, settings: ExportSettings) -> Any:
     """The `inference.ModelConfig` message for serving `signature` as model `name`."""
     from tritonclient.grpc import model_config_pb2 as mc
 
@@ -101,8 +102,9 @@ def build_config(name: str, signature: Signature, settings: ExportSettings):
     return config
 
 
-def config_text(config) -> str:
-    return text_format.MessageToString(config)
+def config_text(config: Any) -> str:
+    text: str = text_format.MessageToString(config)
+    return text
 
 
 def check_repository(model_dir: Path) -> list[str]:

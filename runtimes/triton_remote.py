@@ -71,7 +71,11 @@ def _translate(exc: Exception, what: str) -> ParetoError:
 
 
 def call_with_retries(
-    call: Callable[[], T], retries: int, backoff_s: float, what: str, sleep=time.sleep
+    call: Callable[[], T],
+    retries: int,
+    backoff_s: float,
+    what: str,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> T:
     """`call()`, retried after UNAVAILABLE only; other errors are raised at once."""
     from tritonclient.utils import InferenceServerException
@@ -93,7 +97,7 @@ class ClientPool:
     def __init__(self, url: str, size: int) -> None:
         import tritonclient.grpc as tc
 
-        self._clients: queue.Queue = queue.Queue()
+        self._clients: queue.Queue[Any] = queue.Queue()
         for _ in range(size):
             self._clients.put(tc.InferenceServerClient(url))
 
@@ -150,8 +154,10 @@ class TritonSession(Session):
         )
 
         def specs(items: list[dict[str, Any]]) -> tuple[TensorSpec, ...]:
-            shape = lambda t: tuple(int(d) for d in t.get("shape", []))  # noqa: E731
-            return tuple(TensorSpec(t["name"], t["datatype"], shape(t)) for t in items)
+            return tuple(
+                TensorSpec(t["name"], t["datatype"], tuple(int(d) for d in t.get("shape", [])))
+                for t in items
+            )
 
         return Signature(specs(meta.get("inputs", [])), specs(meta.get("outputs", [])))
 
