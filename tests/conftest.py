@@ -1,5 +1,5 @@
 """Shared fixtures: the two real demo models, built once per test session; a real
-PostgreSQL server (tests/postgres_server.py) with a fresh database per test."""
+PostgreSQL server (tests/helpers/postgres_server.py) with a fresh database per test."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from examples.models import BuiltModel, build_digits_cnn, export_minilm
-from tests.postgres_server import PostgresServer, running_postgres
+from tests.helpers.postgres_server import PostgresServer, running_postgres
 
 
 @pytest.fixture(scope="session")

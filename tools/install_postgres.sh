@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Make sure PostgreSQL server binaries (initdb, pg_ctl, postgres) exist for the tests that
-# start a real, throw-away PostgreSQL server (tests/postgres_server.py; the metadata
+# start a real, throw-away PostgreSQL server (tests/helpers/postgres_server.py; the metadata
 # backend of README "Running a cluster").
 #
 # Idempotent: nothing happens when /usr/lib/postgresql/<major>/bin/initdb is there. Else,

@@ -13,7 +13,9 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from deploy_helpers import ROOT, instructions, run, stages, tool
+
+from tests.helpers.deploy_tools import ROOT, run, tool
+from tests.helpers.dockerfile import instructions, stages
 
 DOCKERFILE = ROOT / "Dockerfile"
 

@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from deploy_helpers import ROOT
 from prometheus_client import CollectorRegistry, Gauge
 
 from service.jobs import scheduler as scheduler_module
@@ -21,6 +20,7 @@ from service.server import GatewayServer
 from service.settings import Settings
 from service.store.records import JOB_STATES, JobRecord, RecipeSpec
 from service.store.sqlite_repository import SqliteRepository
+from tests.helpers.deploy_tools import ROOT
 
 
 def settings(data_dir: Path) -> Settings:

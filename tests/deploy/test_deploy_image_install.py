@@ -21,7 +21,9 @@ import time
 from pathlib import Path
 
 import pytest
-from deploy_helpers import ROOT, instructions, stages
+
+from tests.helpers.deploy_tools import ROOT
+from tests.helpers.dockerfile import instructions, stages
 
 pytestmark = pytest.mark.slow
 

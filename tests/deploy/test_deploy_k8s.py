@@ -17,10 +17,10 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-from deploy_helpers import DEPLOY, ROOT, run, tool
 
 from service.server import SERVICE_NAMES
 from service.settings import Settings
+from tests.helpers.deploy_tools import DEPLOY, ROOT, run, tool
 
 K8S_VERSION = "1.37.0"
 OVERLAYS = ("cpu", "gpu", "cluster")

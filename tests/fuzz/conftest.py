@@ -1,4 +1,4 @@
-"""One real gateway on loopback for all fuzz tests (tests/fuzz/common.py has the rest).
+"""One real gateway on loopback for all fuzz tests (tests/helpers/fuzz.py has the rest).
 
 The server is session-scoped (hypothesis runs many examples per test function, so a
 function-scoped server would be wrong anyway). Its job scheduler is stopped right after
@@ -25,9 +25,9 @@ from pareto_cli.client import ParetoClient
 from pareto_cli.connection import Connection
 from pareto_cli.datasets import upload_dataset
 from service.server import GatewayServer
-from tests.fuzz.common import DATASET, MAX_MESSAGE_BYTES, MAX_MODEL_BYTES, MODEL, TALLY, Fuzzed
-from tests.integration.conftest import make_settings
-from tests.integration.tiny_model import tiny_model_bytes, upload_messages
+from tests.helpers.fuzz import DATASET, MAX_MESSAGE_BYTES, MAX_MODEL_BYTES, MODEL, TALLY, Fuzzed
+from tests.helpers.gateway_settings import make_settings
+from tests.helpers.tiny_model import tiny_model_bytes, upload_messages
 
 
 @pytest.fixture(scope="session")

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from pareto.v1 import models_pb2, models_pb2_grpc
 from service.auth.interceptor import UNAUTHENTICATED_MESSAGE
 from service.server import GatewayServer
-from tests.fuzz.common import DEADLINE_S, TALLY, fuzz
-from tests.integration.conftest import make_settings
+from tests.helpers.fuzz import DEADLINE_S, TALLY, fuzz
+from tests.helpers.gateway_settings import make_settings
 
 TOKEN = "the-only-token-0123456789"
 PRINTABLE = st.characters(min_codepoint=0x20, max_codepoint=0x7E)

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from tritonclient.grpc import service_pb2 as pb
 
-from tests.fuzz.common import DEADLINE_S, EXPECTED, MODEL, TALLY, Fuzzed, fuzz
+from tests.helpers.fuzz import DEADLINE_S, EXPECTED, MODEL, TALLY, Fuzzed, fuzz
 
 DATATYPES = ["FP32", "INT64", "FP16", "FP64", "INT32", "INT8", "UINT8", "BOOL", "BYTES", "", "?"]
 ITEMSIZE = {"FP32": 4, "INT64": 8, "FP16": 2, "FP64": 8, "INT32": 4, "INT8": 1, "UINT8": 1}

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from compressors import registry
 from pareto.v1 import jobs_pb2
-from tests.fuzz.common import DATASET, DEADLINE_S, MODEL, TALLY, Fuzzed, fuzz
+from tests.helpers.fuzz import DATASET, DEADLINE_S, MODEL, TALLY, Fuzzed, fuzz
 
 TECHNIQUES = registry.names()
 FIELDS = sorted({f for n in TECHNIQUES for f in registry.get(n).config_cls.model_fields})

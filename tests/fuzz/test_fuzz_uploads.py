@@ -11,9 +11,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pareto.v1 import common_pb2, datasets_pb2, models_pb2
-from tests.fuzz.common import DEADLINE_S, MAX_MESSAGE_BYTES, TALLY, Fuzzed, fuzz, staging_files
-from tests.fuzz.npz import npz_payloads
-from tests.integration.tiny_model import tiny_model_bytes
+from tests.helpers.fuzz import DEADLINE_S, MAX_MESSAGE_BYTES, TALLY, Fuzzed, fuzz, staging_files
+from tests.helpers.npz_strategies import npz_payloads
+from tests.helpers.tiny_model import tiny_model_bytes
 
 VALID = tiny_model_bytes()
 INT64 = st.integers(-(2**63), 2**63 - 1)

@@ -1,4 +1,5 @@
-"""A real gateway on ephemeral loopback ports, with a fresh data dir per test."""
+"""A real gateway on ephemeral loopback ports, with a fresh data dir per test, and the
+clients of it."""
 
 from __future__ import annotations
 
@@ -10,23 +11,7 @@ import tritonclient.grpc as tc
 
 from pareto_cli.client import ParetoClient
 from service.server import GatewayServer
-from service.settings import Settings
-
-# Same ONNX Runtime options on both sides of every comparison with a direct session.
-ORT_OPTIONS = {"intra_op_threads": 1, "inter_op_threads": 1, "graph_optimization_level": "all"}
-
-
-def make_settings(data_dir: Path, **overrides: object) -> Settings:
-    values: dict[str, object] = {
-        "host": "127.0.0.1",
-        "port": 0,
-        "metrics_port": 0,
-        "data_dir": data_dir,
-        "ort_intra_op_threads": ORT_OPTIONS["intra_op_threads"],
-        "ort_inter_op_threads": ORT_OPTIONS["inter_op_threads"],
-        "grpc_workers": 8,
-    }
-    return Settings(**(values | overrides))
+from tests.helpers.gateway_settings import make_settings
 
 
 @pytest.fixture
@@ -53,3 +38,12 @@ def triton(address: str) -> Iterator[tc.InferenceServerClient]:
     c = tc.InferenceServerClient(address)
     yield c
     c.close()
+
+
+@pytest.fixture
+def quiet_gateway(tmp_path: Path) -> Iterator[GatewayServer]:
+    """A real gateway without the memory probe (for tests that build or train)."""
+    server = GatewayServer(make_settings(tmp_path / "data", measure_memory=False))
+    server.start()
+    yield server
+    server.stop(grace=1.0)

@@ -20,8 +20,8 @@ from pareto_cli.connection import Connection
 from pareto_cli.main import cli
 from service.auth.interceptor import UNAUTHENTICATED_MESSAGE
 from service.server import GatewayServer
-from tests.integration.conftest import make_settings
-from tests.integration.tiny_model import WEIGHT, tiny_model_bytes, upload_messages
+from tests.helpers.gateway_settings import make_settings
+from tests.helpers.tiny_model import WEIGHT, tiny_model_bytes, upload_messages
 
 TOKENS = {"reader": "read-token-0123456789", "caller": "infer-token-0123456789"}
 TOKENS["boss"] = "admin-token-0123456789"

@@ -12,6 +12,7 @@ import torch
 import tritonclient.grpc as tc
 
 from pareto.v1 import common_pb2
+from tests.helpers.torch_modules import TwoLayer
 
 
 def test_onnx_bundle_with_external_data_is_served(client, triton, digits_model, tmp_path):
@@ -37,15 +38,6 @@ def test_onnx_bundle_with_external_data_is_served(client, triton, digits_model, 
     session = ort.InferenceSession(str(digits_model.path), providers=["CPUExecutionProvider"])
     (expected,) = session.run(None, {"pixels": pixels})
     assert np.max(np.abs(logits - expected)) <= 1e-5
-
-
-class TwoLayer(torch.nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.linear = torch.nn.Linear(8, 3)
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return torch.relu(self.linear(features))
 
 
 def test_torch_export_archive_is_stored_with_signature(client, tmp_path):

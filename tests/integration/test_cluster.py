@@ -21,8 +21,18 @@ import pytest
 from pareto.v1 import jobs_pb2, variants_pb2
 from pareto_cli.client import ParetoClient
 from service.store.postgres_repository import PostgresRepository
-from tests.integration.test_jobs import create_job, is_gone, pid_of, slow_recipe, step, watch
-from tests.integration.tiny_model import tiny_model_bytes, upload_messages
+from tests.helpers.jobs import (
+    PLUGIN,
+    create_job,
+    is_gone,
+    job_settings,
+    pid_of,
+    slow_recipe,
+    step,
+    wait_for,
+    watch,
+)
+from tests.helpers.tiny_model import tiny_model_bytes, upload_messages
 
 ROOT = Path(__file__).resolve().parents[2]
 LEASE_S = 2.0
@@ -38,7 +48,7 @@ class Replica:
             "PARETO_DATABASE_URL": database_url,
             "PARETO_REPLICA_ID": name,
             "PARETO_JOB_LEASE_S": str(LEASE_S),
-            "PARETO_EXTRA_TECHNIQUE_MODULES": "tests.job_techniques",
+            "PARETO_EXTRA_TECHNIQUE_MODULES": PLUGIN,
             "PARETO_MEASURE_MEMORY": "false",
         }
         command = [sys.executable, "-m", "pareto_cli.main", "serve", "--host", "127.0.0.1"]
@@ -139,9 +149,8 @@ def replica_a_running_a_slow_job(
 ) -> Iterator[tuple[ParetoClient, jobs_pb2.Job, int]]:
     """Replica "replica-a" as a gateway in this process, running a 30 s job on the tiny
     model: (a client of it, the job, its worker's pid). The gateway stops on exit."""
-    import tests.job_techniques  # noqa: F401  (the test.* techniques in this process)
+    import tests.helpers.job_techniques  # noqa: F401  (the test.* techniques in this process)
     from service.server import GatewayServer
-    from tests.integration.test_jobs import job_settings
 
     settings = job_settings(
         tmp_path / "data", database_url=postgres_url, replica_id="replica-a", job_lease_s=lease_s
@@ -162,8 +171,6 @@ def test_a_replica_whose_job_was_requeued_meanwhile_stops_its_worker(tmp_path, p
     """Fencing: replica a stalls past its lease (simulated by another replica re-queuing
     the job with a tiny lease); a's next renewal finds the job no longer its own and stops
     the worker instead of letting two runs of one job go on."""
-    from tests.integration.test_jobs import wait_for
-
     other = PostgresRepository(postgres_url)
     try:
         with replica_a_running_a_slow_job(tmp_path, postgres_url, 30.0) as (client, job, first):

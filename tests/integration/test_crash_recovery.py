@@ -5,13 +5,9 @@ partial is visible, and everything committed before is intact and servable."""
 from __future__ import annotations
 
 import hashlib
-import os
 import random
-import re
 import signal
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -26,33 +22,7 @@ from pareto.v1 import deployments_pb2 as dpb
 from pareto.v1 import deployments_pb2_grpc as dpb_grpc
 from pareto_cli.client import ParetoClient
 from service.store.sqlite_repository import SqliteRepository
-
-
-def start_server(data_dir: Path) -> tuple[subprocess.Popen, str]:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pareto_cli.main",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--metrics-port",
-            "0",
-            "--data-dir",
-            str(data_dir),
-        ],
-        stderr=subprocess.PIPE,
-        text=True,
-        env=os.environ | {"PARETO_MEASURE_MEMORY": "false"},
-    )
-    for line in process.stderr:
-        if match := re.search(r"listening on 127\.0\.0\.1:(\d+)", line):
-            threading.Thread(target=process.stderr.read, daemon=True).start()  # drain
-            return process, f"127.0.0.1:{match.group(1)}"
-    raise AssertionError(f"server did not start (exit {process.wait()})")
+from tests.helpers.serve_process import start_server
 
 
 def stalled_upload(

@@ -20,8 +20,8 @@ from pareto_cli.datasets import upload_dataset
 from pareto_cli.variants import variants as variants_cli
 from service.server import GatewayServer
 from service.store.records import RecipeSpec, VariantRecord
-from tests.integration.conftest import make_settings
-from tests.integration.deployment_helpers import insert_variant as insert_any_variant
+from tests.helpers.deployments import insert_variant as insert_any_variant
+from tests.helpers.gateway_settings import make_settings
 
 VARIANT_ID = "var-0123456789"
 RECIPE = RecipeSpec("int8", ({"technique": "quantize.static", "config": {"per_channel": True}},))

@@ -10,16 +10,16 @@ import tritonclient.grpc as tc
 
 from pareto.v1 import deployments_pb2 as pb
 from pareto_cli.client import ParetoClient
-from tests.integration.deployment_helpers import (
+from tests.helpers.deployments import (
     VARIANT,
     answered_by,
+    deployment_request,
     insert_variant,
     pixels,
     running_gateway,
     stub,
 )
-from tests.integration.test_deployments_api import request
-from tests.integration.test_jobs import wait_for
+from tests.helpers.jobs import wait_for
 
 SYNC_S = 0.1
 SYNC_TIMEOUT_S = 20.0
@@ -39,7 +39,7 @@ def test_a_deployment_changed_on_one_replica_is_served_by_the_other(
         triton_b = tc.InferenceServerClient(f"127.0.0.1:{b.port}")
         stack.callback(triton_b.close)
 
-        stub(a).CreateDeployment(request(("1", 100), (VARIANT, 0)))
+        stub(a).CreateDeployment(deployment_request(("1", 100), (VARIANT, 0)))
         wait_for(
             lambda: b.deployments.serves("digits"), "b to serve the new deployment", SYNC_TIMEOUT_S
         )

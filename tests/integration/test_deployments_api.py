@@ -15,9 +15,10 @@ from onnx import TensorProto, helper
 from pareto.v1 import deployments_pb2 as pb
 from pareto_cli.client import ParetoClient
 from pareto_cli.main import cli
-from tests.integration.deployment_helpers import (
+from tests.helpers.deployments import (
     VARIANT,
     answered_by,
+    deployment_request,
     insert_variant,
     pixels,
     running_gateway,
@@ -55,39 +56,39 @@ def gateway(tmp_path, digits_model):
         yield server
 
 
-def request(*specs, name="digits", model="digits", **kwargs) -> pb.CreateDeploymentRequest:
-    return pb.CreateDeploymentRequest(name=name, model=model, targets=targets(*specs), **kwargs)
-
-
 BAD = [
     (
-        request(("1", 60), (VARIANT, 30)),
+        deployment_request(("1", 60), (VARIANT, 30)),
         grpc.StatusCode.INVALID_ARGUMENT,
         "must sum to 100, got 90 (1=60, var-00000000d1=30)",
     ),
     (
-        request(("1", 50), ("var-ffffffffff", 50)),
+        deployment_request(("1", 50), ("var-ffffffffff", 50)),
         grpc.StatusCode.INVALID_ARGUMENT,
         "targets[1].model_version: variant 'var-ffffffffff' not found",
     ),
     (
-        request(("1", 50), (OTHER_VARIANT, 50)),
+        deployment_request(("1", 50), (OTHER_VARIANT, 50)),
         grpc.StatusCode.INVALID_ARGUMENT,
         f"targets[1].model_version: variant '{OTHER_VARIANT}' belongs to model 'other'",
     ),
     (
-        request(("1", 50), ("2", 50)),
+        deployment_request(("1", 50), ("2", 50)),
         grpc.StatusCode.FAILED_PRECONDITION,
         "target '2' (2) is not compatible with '1' (1): input 'pixels' is FP32[-1, 1, 8, 8] vs",
     ),
     (
-        request(("1", 100), name="other"),
+        deployment_request(("1", 100), name="other"),
         grpc.StatusCode.FAILED_PRECONDITION,
         "endpoint name 'other' is the name of another uploaded model",
     ),
-    (request(("1", 100), model="nope"), grpc.StatusCode.NOT_FOUND, "model 'nope' not found"),
     (
-        request(("1", 100), name=f"digits.{VARIANT}"),
+        deployment_request(("1", 100), model="nope"),
+        grpc.StatusCode.NOT_FOUND,
+        "model 'nope' not found",
+    ),
+    (
+        deployment_request(("1", 100), name=f"digits.{VARIANT}"),
         grpc.StatusCode.INVALID_ARGUMENT,
         "is a variant's own serving name",
     ),
@@ -110,12 +111,14 @@ BAD = [
         "targets[0].runtime: unknown runtime 'no_such_runtime'",
     ),
     (
-        request("1", VARIANT, canary=pb.CanaryPlan(canary=VARIANT, steps=[50, 10])),
+        deployment_request("1", VARIANT, canary=pb.CanaryPlan(canary=VARIANT, steps=[50, 10])),
         grpc.StatusCode.INVALID_ARGUMENT,
         "canary.steps must be increasing percents in (0, 100], got [50.0, 10.0]",
     ),
     (
-        request(("1", 90), (VARIANT, 10), canary=pb.CanaryPlan(canary=VARIANT, steps=[5])),
+        deployment_request(
+            ("1", 90), (VARIANT, 10), canary=pb.CanaryPlan(canary=VARIANT, steps=[5])
+        ),
         grpc.StatusCode.INVALID_ARGUMENT,
         "the plan starts 'var-00000000d1' at 5%",
     ),
@@ -134,7 +137,7 @@ def test_bad_deployments_are_refused_and_change_nothing(gateway, bad, code, mess
 
 
 def test_bad_traffic_updates_change_nothing(gateway):
-    created = stub(gateway).CreateDeployment(request(("1", 50), (VARIANT, 50)))
+    created = stub(gateway).CreateDeployment(deployment_request(("1", 50), (VARIANT, 50)))
     update = stub(gateway).UpdateTraffic
     for weights, message in (
         ({"1": 70, VARIANT: 20}, "must sum to 100, got 90"),
@@ -148,7 +151,7 @@ def test_bad_traffic_updates_change_nothing(gateway):
         assert message in err.value.details()
     assert stub(gateway).GetDeployment(pb.GetDeploymentRequest(name="digits")) == created
     with pytest.raises(grpc.RpcError) as err:
-        stub(gateway).CreateDeployment(request(("1", 100)))
+        stub(gateway).CreateDeployment(deployment_request(("1", 100)))
     assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS
     with pytest.raises(grpc.RpcError) as err:
         update(pb.UpdateTrafficRequest(name="nope", weights={"1": 100}))
@@ -158,7 +161,7 @@ def test_bad_traffic_updates_change_nothing(gateway):
 def test_a_deployed_variant_or_model_is_not_deleted(gateway):
     from pareto.v1 import variants_pb2
 
-    stub(gateway).CreateDeployment(request(("1", 50), (VARIANT, 50), name="ab"))
+    stub(gateway).CreateDeployment(deployment_request(("1", 50), (VARIANT, 50), name="ab"))
     with ParetoClient(f"127.0.0.1:{gateway.port}") as client:
         for call in (
             lambda: client.variants.DeleteVariant(variants_pb2.DeleteVariantRequest(id=VARIANT)),
@@ -177,7 +180,7 @@ def test_the_split_survives_a_restart(tmp_path, digits_model):
         with ParetoClient(f"127.0.0.1:{server.port}") as client:
             client.upload(digits_model.path, "digits")
         insert_variant(server, "digits", digits_model.path)
-        stub(server).CreateDeployment(request(("1", 50), (VARIANT, 50)))
+        stub(server).CreateDeployment(deployment_request(("1", 50), (VARIANT, 50)))
         changed = stub(server).UpdateTraffic(
             pb.UpdateTrafficRequest(name="digits", weights={"1": 0, VARIANT: 100})
         )

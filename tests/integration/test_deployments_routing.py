@@ -17,7 +17,7 @@ from tritonclient.utils import InferenceServerException
 from pareto.v1 import deployments_pb2 as pb
 from pareto_cli.client import ParetoClient
 from service.server import GatewayServer
-from tests.integration.deployment_helpers import (
+from tests.helpers.deployments import (
     VARIANT,
     answered_by,
     insert_variant,

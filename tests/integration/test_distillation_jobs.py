@@ -18,8 +18,8 @@ from pareto.v1.variants_pb2 import GetVariantRequest
 from pareto_cli.client import ParetoClient
 from service.jobs.checkpoints import job_checkpoints
 from service.server import GatewayServer
-from tests.integration.conftest import make_settings
-from tests.integration.test_jobs import (
+from tests.helpers.gateway_settings import make_settings
+from tests.helpers.jobs import (
     STATE,
     create_job,
     get_job,
@@ -141,7 +141,7 @@ def test_bad_training_requests_are_refused_and_store_nothing(
 def test_a_killed_training_job_resumes_from_its_checkpoint(tmp_path, digits_model):
     from examples.models import digits_split
     from service.store.sqlite_repository import SqliteRepository
-    from tests.integration.test_crash_recovery import start_server
+    from tests.helpers.serve_process import start_server
 
     data_dir = tmp_path / "data"
     x_train, _, y_train, _ = digits_split(0)

@@ -16,8 +16,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from pareto.v1 import models_pb2, models_pb2_grpc
 from service.server import GatewayServer
-from tests.integration.certs import Pem, make_pki
-from tests.integration.conftest import make_settings
+from tests.helpers.certs import Pem, make_pki
+from tests.helpers.gateway_settings import make_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -10,13 +10,13 @@ from pathlib import Path
 import grpc
 import pytest
 
-import tests.job_techniques  # noqa: F401  (registers the test.* techniques in this process)
+import tests.helpers.job_techniques  # noqa: F401  (registers the test.* techniques)
 from pareto.v1 import jobs_pb2
 from pareto_cli.client import ParetoClient
 from service.server import GatewayServer
-from tests.integration.conftest import make_settings
-from tests.integration.test_jobs import step
-from tests.integration.tiny_model import tiny_model_bytes, upload_messages
+from tests.helpers.gateway_settings import make_settings
+from tests.helpers.jobs import PLUGIN, step
+from tests.helpers.tiny_model import tiny_model_bytes, upload_messages
 
 LIMIT = 2
 
@@ -26,7 +26,7 @@ def gateway(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[GatewayS
     url = request.getfixturevalue("postgres_url") if request.param == "postgres" else ""
     settings = make_settings(
         tmp_path / "data",
-        extra_technique_modules="tests.job_techniques",
+        extra_technique_modules=PLUGIN,
         measure_memory=False,
         max_queued_jobs=LIMIT,
         database_url=url,

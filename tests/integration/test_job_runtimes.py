@@ -1,4 +1,4 @@
-"""A compression job measuring on a runtime with a build step (issue 7): `evaluation:
+"""A compression job measuring on a runtime with a build step: `evaluation:
 {runtime: edgetpu_tflite}` measures the digits CNN and its variant on the int8 .tflite
 (cpu-fallback here), built through the server's artifact cache and calibrated on the job's
 own calibration dataset; an alternative the runtime cannot build fails alone."""
@@ -18,16 +18,13 @@ from examples.models import BuiltModel, digits_split
 from pareto.v1 import deployments_pb2, jobs_pb2, variants_pb2
 from pareto_cli.client import ParetoClient
 from pareto_cli.datasets import upload_dataset
-from runtimes.edgetpu_tflite import litert_python
 from service import metrics
 from service.server import GatewayServer
 from service.serving.targets import Target
-from tests.integration.conftest import make_settings
+from tests.helpers.gateway_settings import make_settings
+from tests.helpers.litert import needs_litert
 
 STATE = jobs_pb2.JobState
-needs_litert = pytest.mark.skipif(
-    not litert_python().is_file(), reason="LiteRT converter venv missing: run make install"
-)
 # Few calibration samples: the build is what costs, not what it calibrates on.
 EDGETPU_DEFAULTS = {"edgetpu_tflite": {"calibration_samples": 16}}
 

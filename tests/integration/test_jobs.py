@@ -1,43 +1,46 @@
 """Compression jobs through the real server and real worker processes.
 
-The recipes use the cheap test techniques of `tests.job_techniques` (loaded by the server
-and its workers as a plug-in), so these tests exercise the job runtime (streaming,
+The recipes use the cheap test techniques of `tests.helpers.job_techniques` (loaded by the
+server and its workers as a plug-in), so these tests exercise the job runtime (streaming,
 cancellation, crashes, restarts, limits, bad input) rather than compression itself.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import numpy as np
 import pytest
-import tritonclient.grpc as tc
-from google.protobuf import struct_pb2
 
-import tests.job_techniques  # noqa: F401  (registers the test.* techniques in this process)
-from pareto.v1 import datasets_pb2, jobs_pb2
+import tests.helpers.job_techniques  # noqa: F401  (registers the test.* techniques here)
+from pareto.v1 import jobs_pb2
 from pareto_cli.client import ParetoClient
 from service.server import GatewayServer
 from service.store.sqlite_repository import SqliteRepository
-from tests.integration.conftest import make_settings
-
-PLUGIN = "tests.job_techniques"
-STATE = jobs_pb2.JobState
-
-
-def job_settings(data_dir: Path, **overrides: object):
-    values = {"extra_technique_modules": PLUGIN, "measure_memory": False} | overrides
-    return make_settings(data_dir, **values)
+from tests.helpers.jobs import (
+    PLUGIN,
+    STATE,
+    create_job,
+    get_job,
+    infer_digits,
+    is_gone,
+    job_settings,
+    pid_of,
+    slow_recipe,
+    step,
+    upload_dataset,
+    upload_digits,
+    wait_for,
+    watch,
+)
+from tests.helpers.serve_process import start_server
 
 
 @pytest.fixture
@@ -49,88 +52,10 @@ def gateway(tmp_path: Path) -> Iterator[GatewayServer]:
     server.stop(grace=1.0)
 
 
-def wait_for(predicate: Callable[[], object], what: str, timeout_s: float = 60.0) -> object:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def step(technique: str, **config: object) -> jobs_pb2.RecipeStep:
-    struct = struct_pb2.Struct()
-    struct.update(config)
-    return jobs_pb2.RecipeStep(technique=technique, config=struct)
-
-
-def create_job(client: ParetoClient, *recipes: jobs_pb2.Recipe, **fields) -> jobs_pb2.Job:
-    request = jobs_pb2.CreateJobRequest(
-        model=fields.pop("model", "digits"),
-        recipes=list(recipes),
-        evaluation=jobs_pb2.EvaluationSettings(batch_sizes=[1], iterations=3),
-        **fields,
-    )
-    return client.jobs.CreateJob(request)
-
-
-def slow_recipe(seconds: float, pid_file: Path | None = None) -> jobs_pb2.Recipe:
-    config: dict[str, object] = {"seconds": seconds}
-    if pid_file is not None:
-        config["pid_file"] = str(pid_file)
-    return jobs_pb2.Recipe(name="slow", steps=[step("test.slow", **config)])
-
-
-def watch(client: ParetoClient, job_id: str, from_sequence: int = 0) -> list[jobs_pb2.JobEvent]:
-    request = jobs_pb2.WatchJobRequest(id=job_id, from_sequence=from_sequence)
-    return list(client.jobs.WatchJob(request, timeout=120))
-
-
-def get_job(client: ParetoClient, job_id: str) -> jobs_pb2.Job:
-    return client.jobs.GetJob(jobs_pb2.GetJobRequest(id=job_id))
-
-
-def upload_dataset(client: ParetoClient, name: str, **arrays: np.ndarray) -> None:
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    data = buffer.getvalue()
-    header = datasets_pb2.DatasetHeader(
-        name=name, size_bytes=len(data), sha256=hashlib.sha256(data).hexdigest()
-    )
-    messages = [
-        datasets_pb2.UploadDatasetRequest(header=header),
-        datasets_pb2.UploadDatasetRequest(chunk=data),
-    ]
-    client.datasets.UploadDataset(iter(messages))
-
-
-def pid_of(pid_file: Path) -> int:
-    return int(wait_for(lambda: pid_file.is_file() and pid_file.read_text(), "the worker pid"))
-
-
-def is_gone(pid: int) -> bool:
-    """No such process, or only a zombie waiting for its (new) parent to reap it."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] == "Z"
-
-
-def infer_digits(triton: tc.InferenceServerClient, x: np.ndarray, **kw: str) -> np.ndarray:
-    model = kw.pop("model", "digits")
-    tensor = tc.InferInput("pixels", list(x.shape), "FP32")
-    tensor.set_data_from_numpy(x)
-    return triton.infer(model, [tensor], **kw).as_numpy("logits")
-
-
 @pytest.fixture
 def digits(client: ParetoClient, digits_model) -> np.ndarray:
     """Uploads the digits CNN as "digits" and its held-out set as dataset "digits-test"."""
-    client.upload(digits_model.path, "digits")
-    x = digits_model.X_test.astype(np.float32)
-    upload_dataset(client, "digits-test", pixels=x, labels=digits_model.y_test)
-    return x
+    return upload_digits(client, digits_model)
 
 
 # -- a job from start to variant -----------------------------------------------------------
@@ -330,8 +255,6 @@ def test_a_job_interrupted_by_a_restart_is_requeued_or_failed(tmp_path, digits_m
 def test_kill_9_of_the_server_takes_its_workers_and_the_job_resumes(
     tmp_path, digits_model, monkeypatch
 ):
-    from tests.integration.test_crash_recovery import start_server
-
     monkeypatch.setenv("PARETO_EXTRA_TECHNIQUE_MODULES", PLUGIN)
     data_dir = tmp_path / "data"
     pid_file = tmp_path / "worker.pid"

@@ -28,7 +28,7 @@ def job(job_id: str) -> JobRecord:
 
 def child(*args: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.replica_child", *args],
+        [sys.executable, "-m", "tests.helpers.replica_child", *args],
         cwd=ROOT,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,

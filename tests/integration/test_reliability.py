@@ -21,8 +21,8 @@ from tritonclient.utils import InferenceServerException
 from bench.common import GatewayProcess
 from pareto_cli.client import ParetoClient
 from service.server import GatewayServer
-from tests.integration.conftest import make_settings
-from tests.integration.slow_model import expected, rows, write_slow_model
+from tests.helpers.gateway_settings import make_settings
+from tests.helpers.slow_model import expected, rows, write_slow_model
 
 SLOW_ROWS = 16384  # about a second per request on one core of the dev VM
 

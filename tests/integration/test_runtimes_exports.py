@@ -17,8 +17,8 @@ from pareto_cli.datasets import upload_dataset
 from pareto_cli.main import cli
 from runtimes.triton_config import check_repository
 from service.serving.targets import Target
-from tests.integration.test_bundles_and_pt2 import TwoLayer
-from tests.integration.test_runtimes import needs_litert, quiet_gateway  # noqa: F401
+from tests.helpers.litert import needs_litert
+from tests.helpers.torch_modules import TwoLayer
 
 
 def _upload_pt2(client: ParetoClient, tmp_path: Path) -> torch.nn.Module:
@@ -35,7 +35,7 @@ def _upload_pt2(client: ParetoClient, tmp_path: Path) -> torch.nn.Module:
 
 @needs_litert
 @pytest.mark.slow
-def test_pt2_model_runs_as_int8_tflite(quiet_gateway, tmp_path):  # noqa: F811
+def test_pt2_model_runs_as_int8_tflite(quiet_gateway, tmp_path):
     rng = np.random.default_rng(0)
     features = rng.uniform(-1, 1, (200, 8)).astype(np.float32)
     np.savez(tmp_path / "calib.npz", features=features)
@@ -55,7 +55,7 @@ def test_pt2_model_runs_as_int8_tflite(quiet_gateway, tmp_path):  # noqa: F811
 
 
 def test_export_bundle_keeps_external_data_and_refuses_pt2(
-    quiet_gateway,  # noqa: F811
+    quiet_gateway,
     digits_model,
     tmp_path,
 ):

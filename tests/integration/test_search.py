@@ -25,8 +25,8 @@ from pareto_cli.main import cli
 from service.search.frontier import dominates
 from service.search.result import MIN_GAIN
 from service.server import GatewayServer
-from tests.integration.conftest import make_settings
-from tests.integration.test_jobs import get_job, upload_dataset, wait_for, watch
+from tests.helpers.gateway_settings import make_settings
+from tests.helpers.jobs import get_job, upload_dataset, wait_for, watch
 
 STATE = jobs_pb2.JobState
 CHEAP = ["quantize.dynamic", "quantize.static", "low_rank.svd", "cluster.kmeans"]

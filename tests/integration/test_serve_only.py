@@ -7,14 +7,14 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pareto.v1 import jobs_pb2
+from pareto_cli.client import ParetoClient
 from service.jobs.scheduler import POLL_S
 from service.server import GatewayServer
-from tests.integration.test_jobs import create_job, digits, get_job, job_settings, step
-
-__all__ = ["digits"]  # the fixture, re-used from test_jobs
+from tests.helpers.jobs import create_job, get_job, job_settings, step, upload_digits
 
 
 @pytest.fixture
@@ -23,6 +23,12 @@ def gateway(tmp_path: Path) -> Iterator[GatewayServer]:
     server.start()
     yield server
     server.stop(grace=1.0)
+
+
+@pytest.fixture
+def digits(client: ParetoClient, digits_model) -> np.ndarray:
+    """Uploads the digits CNN as "digits" and its held-out set as dataset "digits-test"."""
+    return upload_digits(client, digits_model)
 
 
 def test_a_serve_only_replica_queues_jobs_and_runs_none(client, digits, gateway):

@@ -11,7 +11,7 @@ from tritonclient.utils import InferenceServerException
 from examples.models import tokenize
 from examples.text import english_sentences
 from runtimes.onnxruntime_cpu import session_options_from
-from tests.integration.conftest import ORT_OPTIONS
+from tests.helpers.gateway_settings import ORT_OPTIONS
 
 
 def direct_run(path, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:

@@ -19,9 +19,9 @@ from pareto_cli.connection import Connection
 from pareto_cli.main import cli
 from service.server import GatewayServer
 from service.settings import SettingsError, load_settings
-from tests.integration.certs import Pem, make_pki
-from tests.integration.conftest import make_settings
-from tests.integration.tiny_model import WEIGHT, tiny_model_bytes, upload_messages
+from tests.helpers.certs import Pem, make_pki
+from tests.helpers.gateway_settings import make_settings
+from tests.helpers.tiny_model import WEIGHT, tiny_model_bytes, upload_messages
 
 DEADLINE_S = 10
 

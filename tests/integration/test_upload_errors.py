@@ -14,7 +14,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from pareto.v1 import common_pb2, models_pb2
 from service.server import GatewayServer
-from tests.integration.conftest import make_settings
+from tests.helpers.gateway_settings import make_settings
 
 ONNX = common_pb2.MODEL_FORMAT_ONNX
 BUNDLE = common_pb2.MODEL_FORMAT_ONNX_BUNDLE

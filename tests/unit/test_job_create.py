@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-import tests.job_techniques  # noqa: F401  (registers the test.* techniques)
+import tests.helpers.job_techniques  # noqa: F401  (registers the test.* techniques)
 from pareto_core.errors import FailedPrecondition, InvalidArgument, NotFound
 from pareto_core.tensors import TensorSpec
 from service.catalog.uploads import UploadRequest

@@ -23,7 +23,7 @@ from service.store.records import (
     RecipeSpec,
 )
 from service.store.sql_codec import now
-from tests.store_backends import BACKENDS, StoreBackend, store_backend
+from tests.helpers.store_backends import BACKENDS, StoreBackend, store_backend
 
 LEASE_S = 0.3
 RECIPE = RecipeSpec("copy", ({"technique": "test.scale", "config": {"factor": 1.0}},))

@@ -9,7 +9,7 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-import tests.job_techniques  # noqa: F401  (registers the test.* techniques)
+import tests.helpers.job_techniques  # noqa: F401  (registers the test.* techniques)
 from compressors.base import Artifact, StepContext
 from compressors.pipeline import Step, parse_steps, run_recipe
 from pareto_core.errors import Cancelled, FailedPrecondition, InvalidArgument

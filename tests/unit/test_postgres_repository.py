@@ -1,8 +1,8 @@
 """What is PostgreSQL's own: its migrations (schema_version, advisory lock, newer schema
 refused), clear errors for bad or unreachable URLs without the password, the psycopg
 adapter, and connections that the server dropped. Against a real server (see
-tests/postgres_server.py); the behaviour shared with SQLite is tested on both backends in
-test_sqlite_*.py and test_job_leases.py."""
+tests/helpers/postgres_server.py); the behaviour shared with SQLite is tested on both
+backends in test_sqlite_*.py and test_job_leases.py."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from service.store.postgres_connection import Row, redact, to_pyformat
 from service.store.postgres_repository import PostgresRepository
 from service.store.postgres_schema import POSTGRES_MIGRATIONS, to_postgres
 from service.store.sqlite_repository import SCHEMA_VERSION, SqliteRepository
-from tests.postgres_server import free_port
+from tests.helpers.postgres_server import free_port
 
 
 def column_types(url: str, table: str) -> dict[str, str]:

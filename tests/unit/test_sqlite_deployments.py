@@ -18,7 +18,7 @@ from service.store.deployment_records import (
     TargetSpec,
 )
 from service.store.sql_codec import now
-from tests.store_backends import BACKENDS, StoreBackend, store_backend
+from tests.helpers.store_backends import BACKENDS, StoreBackend, store_backend
 
 RECORD = DeploymentRecord(
     name="minilm",

@@ -27,7 +27,7 @@ from service.store.records import (
     VariantRecord,
 )
 from service.store.sqlite_repository import _MIGRATIONS, SCHEMA_VERSION, SqliteRepository
-from tests.store_backends import BACKENDS, StoreBackend, store_backend
+from tests.helpers.store_backends import BACKENDS, StoreBackend, store_backend
 
 SIG = Signature((TensorSpec("x", "FP32", (-1, 3)),), (TensorSpec("y", "FP32", (-1, 2)),))
 RECIPE = RecipeSpec(

@@ -15,7 +15,7 @@ from pareto_core.errors import AlreadyExists, FailedPrecondition, InvalidArgumen
 from pareto_core.tensors import Signature, TensorSpec
 from service.store.records import ModelRecord
 from service.store.sqlite_repository import SCHEMA_VERSION, SqliteRepository
-from tests.store_backends import BACKENDS, StoreBackend, store_backend
+from tests.helpers.store_backends import BACKENDS, StoreBackend, store_backend
 
 SIG = Signature(
     inputs=(TensorSpec("x", "FP32", (-1, 3)),),

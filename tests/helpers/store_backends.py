@@ -8,7 +8,7 @@ A test module defines
 
 and every test taking `backend` (or a `repo` fixture built on it) runs against SQLite (a
 file in tmp_path) and PostgreSQL (a fresh database on the session's real server, see
-tests/postgres_server.py). `backend.open()` opens one more repository on the same
+tests/helpers/postgres_server.py). `backend.open()` opens one more repository on the same
 database: another process, or another replica.
 """
 

@@ -26,7 +26,7 @@ from tritonclient.grpc import service_pb2_grpc as kserve_grpc
 
 from pareto_cli.client import ParetoClient
 from service.server import GatewayServer
-from tests.integration.tiny_model import WEIGHT
+from tests.helpers.tiny_model import WEIGHT
 
 DEADLINE_S = 20.0
 MODEL = "tiny"

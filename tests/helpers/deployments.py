@@ -1,5 +1,6 @@
-"""Helpers of the deployment tests: a gateway with fast canary checks, variant records
-inserted as a job stores them, and KServe calls that report which target answered."""
+"""What the deployment tests share: a gateway with fast canary checks, variant records
+inserted as a job stores them, CreateDeployment requests, and KServe calls that report
+which target answered."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from pareto.v1 import deployments_pb2 as pb
 from pareto.v1 import deployments_pb2_grpc as pb_grpc
 from service.server import GatewayServer
 from service.store.records import RecipeSpec, VariantRecord
-from tests.integration.conftest import make_settings
+from tests.helpers.gateway_settings import make_settings
 
 VARIANT = "var-00000000d1"
 RECIPE = RecipeSpec("same", ({"technique": "quantize.dynamic", "config": {}},))
@@ -89,6 +90,13 @@ def targets(*specs: tuple[str, float] | str, shadows: tuple[str, ...] = ()) -> l
         out.append(pb.Target(model_version=version, weight=weight))
     out += [pb.Target(model_version=v, role=pb.ROLE_SHADOW) for v in shadows]
     return out
+
+
+def deployment_request(
+    *specs: tuple[str, float] | str, name: str = "digits", model: str = "digits", **kwargs: Any
+) -> pb.CreateDeploymentRequest:
+    """CreateDeployment of endpoint `name` on `model` with `specs` as in `targets`."""
+    return pb.CreateDeploymentRequest(name=name, model=model, targets=targets(*specs), **kwargs)
 
 
 def pixels(x: np.ndarray) -> list[tc.InferInput]:

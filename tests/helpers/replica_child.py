@@ -1,9 +1,9 @@
 """A stand-in replica in a process of its own, for tests/integration/test_postgres_replicas.py.
 
-python -m tests.replica_child claim URL REPLICA THREADS
+python -m tests.helpers.replica_child claim URL REPLICA THREADS
     prints "ready", waits for a line on stdin, then claims jobs with THREADS
     repositories (one per thread) until none is left; prints the ids as JSON.
-python -m tests.replica_child hold URL REPLICA LEASE_S
+python -m tests.helpers.replica_child hold URL REPLICA LEASE_S
     claims one job, prints its id, then renews its lease every LEASE_S / 4 until
     killed (the test kills it with SIGKILL, as a node failure would).
 """

@@ -1,4 +1,5 @@
-"""Test-only techniques, loaded as a plug-in (PARETO_EXTRA_TECHNIQUE_MODULES=tests.job_techniques).
+"""Test-only techniques, loaded as a plug-in (PARETO_EXTRA_TECHNIQUE_MODULES=
+`tests.helpers.job_techniques`).
 
 They exercise the job runtime without the cost of real compression: `test.scale` makes a
 real, different ONNX model (every float initializer times `factor`); `test.slow` takes a
