@@ -63,6 +63,7 @@ bench:
 	$(PY) -m bench.runtimes
 	$(PY) -m bench.search
 	$(PY) -m bench.load
+	$(PY) -m bench.report  # docs/benchmarks.md from bench/results/*.json
 
 clean:
 	rm -rf .pareto .demo .pytest_cache

@@ -74,6 +74,6 @@ def test_report_renders_unknown_shapes_and_shows_missed_targets(
     (tmp_path / "broken.json").write_text("{not json")
     monkeypatch.setattr(report, "RESULTS", tmp_path)
     page = report.render()
-    assert "| small | latency (latency_ms_max = 1) | 2.5 | **MISSED** |" in page
+    assert "small | latency (latency_ms_max = 1) | 2.5 | **MISSED** |" in page
     assert "`nested.deep.values` | 1, 2, 3" in page
     assert "Could not read bench/results/broken.json" in page

@@ -18,7 +18,16 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-CODE_DIRS = ("service", "compressors", "runtimes", "pareto_cli", "examples", "bench", "tools")
+CODE_DIRS = (
+    "pareto_core",
+    "service",
+    "compressors",
+    "runtimes",
+    "pareto_cli",
+    "examples",
+    "bench",
+    "tools",
+)
 PT2_LOADER = "runtimes/pt2_inspect.py"
 BANNED_MODULES = {"pickle", "_pickle", "cPickle", "dill", "cloudpickle", "jsonpickle", "shelve"}
 BANNED_MODULES |= {"joblib"}
