@@ -80,6 +80,10 @@ class Runtime(abc.ABC):
         runtime without a thread setting."""
         return {}
 
+    def set_memory_limit(self, max_bytes: int) -> None:  # noqa: B027 - optional hook
+        """Bound the memory this runtime's inference may take in this process, where it
+        can (runtimes/onnxruntime_cpu.py); others ignore it."""
+
     def complete_options(self, options: Options, context: OptionContext) -> Options:
         """Fill in what only the process knows (runtimes/options.py); default: nothing."""
         return options

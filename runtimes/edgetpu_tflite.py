@@ -23,14 +23,14 @@ import shutil
 import subprocess
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from pareto_core.errors import FailedPrecondition, InvalidArgument
 from pareto_core.formats import FORMAT_ONNX, FORMAT_TORCH_EXPORT
 from runtimes.base import Capabilities, Runtime, RuntimeDescription
-from runtimes.options import OptionContext, Options
+from runtimes.options import OptionContext, Options, Threads
 from runtimes.tflite_session import TfliteSession
 
 RUNTIME_NAME = "edgetpu_tflite"
@@ -49,8 +49,8 @@ class EdgeTpuOptions(BaseModel):
     calibration: Path | None = None
     calibration_dataset: str = ""
     calibration_samples: int = Field(200, ge=1, le=100_000)
-    threads: int = Field(1, ge=1, le=64)
-    timeout_s: float = Field(900.0, gt=0)
+    threads: Annotated[Threads, Field(ge=1)] = 1
+    timeout_s: float = Field(900.0, gt=0, le=24 * 3600)
 
 
 def litert_python() -> Path:

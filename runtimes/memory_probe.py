@@ -33,6 +33,7 @@ import numpy as np
 
 from pareto_core.errors import Internal, ParetoError
 from pareto_core.tensors import Signature
+from runtimes import helper_process
 
 # Short form of the method above; also the Prometheus help of pareto_model_memory_bytes.
 MEMORY_METHOD = (
@@ -71,25 +72,25 @@ def measure_model_memory(
     options: dict[str, Any] | None = None,
     timeout_s: float = 120,
 ) -> ProbeResult:
-    """Run the probe in a child process; Internal (with the child's stderr tail) on failure."""
-    cmd = [sys.executable, "-m", "runtimes.memory_probe", "--runtime", runtime_name]
-    cmd += ["--model", str(Path(model_path).resolve())]
+    """Run the probe in a bounded helper process (runtimes/helper_process.py); Internal
+    (with the child's stderr tail) on failure."""
+    args = ["--runtime", runtime_name, "--model", str(Path(model_path).resolve())]
     if options:
-        cmd += ["--options", json.dumps(options)]
-    what = f"memory probe of {model_path} on runtime {runtime_name!r}"
+        args += ["--options", json.dumps(options)]
+    what = f"memory probe of {Path(model_path).name} on runtime {runtime_name!r}"
     try:
-        proc = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=timeout_s, env=_child_env(), check=False
+        proc = helper_process.run_module(
+            "runtimes.memory_probe", args, timeout_s=timeout_s, env=child_env()
         )
     except subprocess.TimeoutExpired:
         raise Internal(f"{what} did not finish within {timeout_s} s") from None
     if proc.returncode != 0:
-        tail = proc.stderr[-_STDERR_TAIL_CHARS:].strip()
+        tail = proc.stderr.decode("utf-8", "replace")[-_STDERR_TAIL_CHARS:].strip()
         raise Internal(f"{what} failed (exit code {proc.returncode}): {tail}")
-    return _parse_output(proc.stdout, what)
+    return _parse_output(proc.stdout.decode("utf-8", "replace"), what)
 
 
-def _child_env() -> dict[str, str]:
+def child_env() -> dict[str, str]:
     """The parent's environment, with this project importable as `runtimes`."""
     env = dict(os.environ)
     paths = [str(_PROJECT_ROOT), env.get("PYTHONPATH", "")]

@@ -17,16 +17,36 @@ A caller may not set an option the runtime reserves for the process
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import AfterValidator, BaseModel, Field, ValidationError
 
 from pareto_core.errors import InvalidArgument
 
 OptionsT = TypeVar("OptionsT", bound=BaseModel)
+MAX_DEVICE_ID = 63
+
+
+def host_cpus() -> int:
+    """The CPUs this process may run on: the most threads a thread option may ask for."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _within_host_cpus(threads: int) -> int:
+    cpus = host_cpus()
+    if threads > cpus:
+        raise ValueError(f"at most the {cpus} CPUs of this host")
+    return threads
+
+
+# A thread count: 0 (where allowed) means the runtime's own choice; never more than the host's
+# CPUs, since more threads only add contention (and thousands exhaust the process).
+Threads = Annotated[int, Field(ge=0), AfterValidator(_within_host_cpus)]
+DeviceId = Annotated[int, Field(ge=0, le=MAX_DEVICE_ID)]
 Options = dict[str, Any]
 DatasetLookup = Callable[[str], Path]
 

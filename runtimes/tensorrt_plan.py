@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pareto_core.errors import InvalidArgument
 from pareto_core.tensors import Signature
+from runtimes.options import DeviceId
 
 Shape = tuple[int, ...]
 QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
@@ -33,13 +34,13 @@ class TensorRtOptions(BaseModel):
 
     fp16: bool = False  # allow fp16 kernels (when the GPU has fast fp16)
     int8: bool = True  # use int8 where the graph has Q/DQ nodes (explicit quantization)
-    workspace_bytes: int = Field(1 << 30, ge=1 << 20)
-    max_batch_size: int = Field(32, ge=1)  # max of a dynamic batch dim's profile
-    opt_batch_size: int = Field(0, ge=0)  # 0: half of max_batch_size (at least 1)
+    workspace_bytes: int = Field(1 << 30, ge=1 << 20, le=1 << 40)
+    max_batch_size: int = Field(32, ge=1, le=65_536)  # max of a dynamic batch dim's profile
+    opt_batch_size: int = Field(0, ge=0, le=65_536)  # 0: half of max_batch_size (at least 1)
     shapes: dict[str, ShapeRange] = Field(default_factory=dict)  # per input: min/opt/max
     builder_optimization_level: int = Field(3, ge=0, le=5)
     timing_cache: bool = True
-    device_id: int = Field(0, ge=0)
+    device_id: DeviceId = 0
 
 
 @dataclass(frozen=True)

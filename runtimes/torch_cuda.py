@@ -24,6 +24,7 @@ build is read from torch/version.py and the devices are counted through the driv
 
 from __future__ import annotations
 
+import math
 import sys
 import threading
 import weakref
@@ -38,6 +39,7 @@ from pareto_core.formats import FORMAT_TORCH_EXPORT
 from pareto_core.tensors import KSERVE_TO_NUMPY, Signature, TensorSpec
 from runtimes.base import Capabilities, Runtime, RuntimeDescription, Session
 from runtimes.cuda_probe import missing_requirement
+from runtimes.options import DeviceId
 
 RUNTIME_NAME = "torch_cuda"
 FORMATS = frozenset({FORMAT_TORCH_EXPORT})
@@ -61,13 +63,16 @@ KSERVE_TO_TORCH: dict[str, str] = {
 TORCH_TO_KSERVE: dict[str, str] = {v: k for k, v in KSERVE_TO_TORCH.items()}
 
 
+MAX_WARMUP_ELEMENTS = 1 << 24  # per warm-up input tensor
+
+
 class TorchCudaOptions(BaseModel):
     """`compile`: torch.compile with CUDA graphs; `warmup_shapes`: {input: [shape, ...]}
     (the same number of shapes for every input, one warm-up call per index)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    device_id: int = Field(0, ge=0)
+    device_id: DeviceId = 0
     compile: bool = False
     warmup_shapes: dict[str, list[list[int]]] = Field(default_factory=dict)
     warmup_iters: int = Field(3, ge=1, le=100)
@@ -84,6 +89,10 @@ class TorchCudaOptions(BaseModel):
             for shape in shapes:
                 if any(d < 1 for d in shape):
                     raise ValueError(f"input {name!r}: shape {shape} has a dim below 1")
+                if math.prod(shape) > MAX_WARMUP_ELEMENTS:
+                    raise ValueError(
+                        f"input {name!r}: shape {shape} has over {MAX_WARMUP_ELEMENTS} elements"
+                    )
         return value
 
 

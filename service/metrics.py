@@ -61,6 +61,19 @@ INFERENCE_IN_FLIGHT = Gauge(
     "Inference calls admitted and not finished (waiting for a gRPC thread or running); "
     "at most PARETO_MAX_INFLIGHT_REQUESTS.",
 )
+GRPC_CALLS_ACTIVE = Gauge(
+    "pareto_grpc_calls_active",
+    "gRPC calls admitted and not finished, by kind (health, inference, management, "
+    "stream_infer, upload, reflection, watch): each kind has its own threads.",
+    ("kind",),
+)
+GRPC_CALLS_REFUSED = Counter(
+    "pareto_grpc_calls_refused",
+    "gRPC calls refused by their kind's limits: RESOURCE_EXHAUSTED at once (reason limit: "
+    "PARETO_GRPC_STREAMS_PER_KIND calls of that kind open) or streams cancelled after "
+    "sending nothing for PARETO_GRPC_STREAM_IDLE_TIMEOUT_S (reason idle).",
+    ("kind", "reason"),
+)
 INFERENCE_REJECTED = Counter(
     "pareto_inference_rejected",
     "Inference calls answered RESOURCE_EXHAUSTED without running, by reason (max_inflight: "

@@ -28,8 +28,11 @@ from pareto.v1 import (
     variants_pb2,
     variants_pb2_grpc,
 )
+from runtimes import helper_process
+from runtimes import registry as runtime_registry
 from service.api import runtimes as runtime_service
 from service.api.admission import InflightLimiter
+from service.api.call_pools import CallPools, call_kinds
 from service.api.datasets import DatasetServicer
 from service.api.deployments import DeploymentServicer
 from service.api.error_interceptor import ErrorInterceptor
@@ -38,6 +41,7 @@ from service.api.jobs import JobServicer
 from service.api.models import ModelServicer
 from service.api.variants import VariantServicer
 from service.auth import auth_interceptor, tls
+from service.catalog.datasets import DatasetUploader
 from service.catalog.models import ModelCatalog
 from service.catalog.uploads import Uploader, recover_store
 from service.deployments.canary import CanaryController
@@ -94,8 +98,19 @@ class GatewayServer:
         credentials = tls.server_credentials(s)  # bad TLS or token files stop us first
         self._auth = auth_interceptor(s)
         self._limiter = InflightLimiter(s.max_inflight_requests)
+        self._pools = CallPools(
+            call_kinds(
+                s.grpc_workers,
+                s.grpc_management_workers,
+                s.grpc_streams_per_kind,
+                s.grpc_stream_idle_timeout_s,
+            )
+        )
         self._lock.acquire()
         technique_registry.add_modules(s.technique_modules())
+        helper_process.configure(s.helper_memory_bytes, s.max_helper_processes)
+        for runtime in runtime_registry.list_runtimes():
+            runtime.set_memory_limit(s.inference_memory_bytes)
         self.blobs = BlobStore(s.data_dir, orphan_grace_s=orphan_grace_s(s))
         self.repo = open_repository(s)
         orphans = recover_store(self.blobs, self.repo)
@@ -111,7 +126,7 @@ class GatewayServer:
             s.load_on_demand,
             s.measure_memory,
         )
-        executor = Executor(self.sessions)
+        executor = Executor(self.sessions, s.max_request_bytes)
         self.scheduler = JobScheduler(self.repo, s)
         self.deployments = DeploymentManager(
             self.repo,
@@ -142,11 +157,11 @@ class GatewayServer:
 
     def _build_grpc_server(self) -> grpc.Server:
         s = self.settings
+        hidden = {str(self.blobs.root.resolve()): "<data dir>"}
+        interceptors = (self._pools, self._auth, self._limiter, ErrorInterceptor(hidden))
         server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=s.grpc_workers, thread_name_prefix="grpc"),
-            interceptors=[
-                i for i in (self._auth, self._limiter, ErrorInterceptor()) if i is not None
-            ],
+            self._pools.default_pool,
+            interceptors=[i for i in interceptors if i is not None],
             options=[
                 ("grpc.max_receive_message_length", s.grpc_max_message_bytes),
                 ("grpc.max_send_message_length", s.grpc_max_message_bytes),
@@ -156,13 +171,21 @@ class GatewayServer:
         deployments_pb2_grpc.add_DeploymentServiceServicer_to_server(
             DeploymentServicer(self.deployments), server
         )
-        uploader = Uploader(self.blobs, self.repo, s.max_model_bytes)
+        limits = {
+            "max_model_bytes": s.max_model_bytes,
+            "max_expansion_ratio": s.max_expansion_ratio,
+            "max_tensor_elements": s.max_tensor_elements,
+        }
+        uploader = Uploader(self.blobs, self.repo, **limits)
         models_pb2_grpc.add_ModelServiceServicer_to_server(
             ModelServicer(uploader, self.repo, ModelCatalog(self.repo, self.blobs, self.sessions)),
             server,
         )
         datasets_pb2_grpc.add_DatasetServiceServicer_to_server(
-            DatasetServicer(self.repo, self.blobs, s.max_model_bytes), server
+            DatasetServicer(
+                self.repo, self.blobs, DatasetUploader(self.blobs, self.repo, **limits)
+            ),
+            server,
         )
         jobs_pb2_grpc.add_JobServiceServicer_to_server(
             JobServicer(self.repo, self.scheduler), server
@@ -208,6 +231,7 @@ class GatewayServer:
         if self._health_grpc is not None:
             self._health_grpc.stop(0)
         self._limiter.close()
+        self._pools.close()
         self.scheduler.stop(grace)
         self.canary.stop()
         self.deployment_sync.stop()

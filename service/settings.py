@@ -9,6 +9,8 @@ from typing import Any, Literal
 from pydantic import Field, FilePath, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from runtimes.options import Threads
+
 MiB = 1024 * 1024
 
 
@@ -27,10 +29,61 @@ class Settings(BaseSettings):
     )
     data_dir: Path = Field(Path(".pareto"), description="Blob store and metadata database.")
     max_model_bytes: int = Field(4 * 1024 * MiB, gt=0, description="Largest accepted upload.")
+    max_expansion_ratio: float = Field(
+        100.0,
+        ge=1.0,
+        le=100_000,
+        description="An uploaded archive (bundle, .pt2, .npz) may unpack to at most this "
+        "many times its size (and at least 64 MiB).",
+    )
+    max_tensor_elements: int = Field(
+        1 << 28,
+        ge=1024,
+        description="Largest tensor an uploaded ONNX model may declare (inputs, outputs and "
+        "what shape inference derives), in elements.",
+    )
+    helper_memory_bytes: int = Field(
+        4 * 1024 * MiB,
+        ge=256 * MiB,
+        description="Address-space limit of each helper process (memory probe, .pt2 "
+        "inspector, the load check at upload).",
+    )
+    max_helper_processes: int = Field(
+        2, ge=1, le=64, description="Helper processes running at once; more wait their turn."
+    )
     grpc_max_message_bytes: int = Field(
         64 * MiB, ge=4 * MiB, description="Largest gRPC message received or sent."
     )
-    grpc_workers: int = Field(16, ge=1, le=1024, description="Threads serving gRPC calls.")
+    grpc_workers: int = Field(16, ge=1, le=1024, description="Threads serving ModelInfer calls.")
+    grpc_management_workers: int = Field(
+        8, ge=1, le=256, description="Threads serving the other unary calls (management API)."
+    )
+    grpc_streams_per_kind: int = Field(
+        16,
+        ge=1,
+        le=1024,
+        description="Streams of each kind (streaming inference, uploads, reflection, "
+        "watches) open at once; more are answered RESOURCE_EXHAUSTED.",
+    )
+    grpc_stream_idle_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        le=86_400,
+        description="A stream whose client sends nothing for this long is cancelled.",
+    )
+    max_request_bytes: int = Field(
+        16 * MiB,
+        ge=1024,
+        description="Largest inference request, in bytes of its decoded input tensors; "
+        "larger ones are answered RESOURCE_EXHAUSTED.",
+    )
+    inference_memory_bytes: int = Field(
+        4 * 1024 * MiB,
+        ge=64 * MiB,
+        description="Memory all inference of the process may use at once for the tensors "
+        "it computes (ONNX Runtime's shared arena; weights not counted). A request that "
+        "would need more is answered RESOURCE_EXHAUSTED.",
+    )
     max_inflight_requests: int = Field(
         64,
         ge=1,
@@ -40,8 +93,8 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = Field(
         5.0, ge=0, description="On SIGTERM: how long in-flight calls may take to finish."
     )
-    ort_intra_op_threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads.")
-    ort_inter_op_threads: int = Field(0, ge=0, description="ONNX Runtime inter-op threads.")
+    ort_intra_op_threads: Threads = Field(0, description="ONNX Runtime intra-op threads.")
+    ort_inter_op_threads: Threads = Field(0, description="ONNX Runtime inter-op threads.")
     ort_graph_optimization_level: Literal["disable", "basic", "extended", "all"] = "all"
     load_on_demand: bool = Field(True, description="Load a model on its first inference.")
     measure_memory: bool = Field(
@@ -57,7 +110,7 @@ class Settings(BaseSettings):
     job_concurrency: int = Field(
         1, ge=0, le=64, description="Compression jobs run at once (0 = serve only, run none)."
     )
-    job_threads: int = Field(1, ge=1, description="torch/ORT threads of one job's worker.")
+    job_threads: Threads = Field(1, ge=1, description="torch/ORT threads of one job's worker.")
     job_memory_limit_bytes: int = Field(
         8 * 1024 * MiB, ge=256 * MiB, description="Address-space limit of one job's worker."
     )

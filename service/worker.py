@@ -70,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     from compressors import registry
 
     registry.add_modules(settings.technique_modules())
+    from runtimes import helper_process
+
+    helper_process.configure(settings.helper_memory_bytes, settings.max_helper_processes)
     logging.basicConfig(
         level=settings.log_level, format=f"%(asctime)s {args.job_id} %(levelname)s %(message)s"
     )

@@ -43,7 +43,7 @@ from compressors.base import Artifact, Dataset, ProgressFn
 from compressors.measure.inputs import fixed_batch, inputs_for, rows, source_inputs
 from compressors.measure.model_stats import file_stats
 from compressors.measure.quality import QualityAccumulator, batched_outputs
-from pareto_core.errors import FailedPrecondition, InvalidArgument
+from pareto_core.errors import Cancelled, FailedPrecondition, InvalidArgument, ParetoError
 from pareto_core.tensors import Signature
 from runtimes.base import Runtime, Session
 
@@ -65,6 +65,12 @@ class EvaluationSettings:
     # Builds (or reuses) what a runtime with a build step loads; None: such runtimes are
     # refused (FAILED_PRECONDITION).
     prepare: Preparer | None = field(default=None, compare=False, repr=False)
+    # Checked between batches, timed runs and memory probes: Cancelled when it says so.
+    is_cancelled: Callable[[], bool] = field(default=lambda: False, compare=False, repr=False)
+
+    def check_cancelled(self) -> None:
+        if self.is_cancelled():
+            raise Cancelled("measuring cancelled")
 
     def __post_init__(self) -> None:
         checks = {
@@ -107,7 +113,9 @@ def evaluate(
             m["runtime"], m["device"] = _measured_on(sessions[-1], settings)
         source, labels = source_inputs(sessions[0].signature, dataset, settings.max_eval_samples)
         progress(0.1, "measuring quality on the same inputs", {})
-        for m, quality in zip(measurements, _quality(sessions, source, labels), strict=True):
+        for m, quality in zip(
+            measurements, _quality(sessions, source, labels, settings), strict=True
+        ):
             m["quality"] = quality
         progress(0.3, "measuring latency, models interleaved", {})
         latency = _latency(sessions, source, settings)
@@ -223,11 +231,19 @@ def _output_name(session: Session, reference_name: str) -> str:
 
 
 def _all_outputs(
-    session: Session, source: dict[str, np.ndarray], n: int, output: str
+    session: Session,
+    source: dict[str, np.ndarray],
+    n: int,
+    output: str,
+    check_cancelled: Callable[[], None],
 ) -> np.ndarray:
     batch = fixed_batch(session.signature) or QUALITY_BATCH
     inputs = inputs_for(session.signature, source, n)
-    return np.concatenate(list(batched_outputs(session, inputs, output, batch)))
+    parts = []
+    for part in batched_outputs(session, inputs, output, batch):
+        check_cancelled()
+        parts.append(part)
+    return np.concatenate(parts)
 
 
 def _sample_count(sessions: list[Session], source: dict[str, np.ndarray]) -> int:
@@ -241,17 +257,21 @@ def _sample_count(sessions: list[Session], source: dict[str, np.ndarray]) -> int
 
 
 def _quality(
-    sessions: list[Session], source: dict[str, np.ndarray], labels: np.ndarray | None
+    sessions: list[Session],
+    source: dict[str, np.ndarray],
+    labels: np.ndarray | None,
+    settings: EvaluationSettings,
 ) -> list[dict[str, float]]:
     """Each model's quality map; fidelity against sessions[0] (the parent) on the same rows."""
     n = _sample_count(sessions, source)
     reference_name = sessions[0].signature.outputs[0].name
-    reference = _all_outputs(sessions[0], source, n, reference_name)
+    check = settings.check_cancelled
+    reference = _all_outputs(sessions[0], source, n, reference_name, check)
     label_rows = None if labels is None else rows(labels, n)
     results = []
     for k, session in enumerate(sessions):
         output = _output_name(session, reference_name)
-        outputs = reference if k == 0 else _all_outputs(session, source, n, output)
+        outputs = reference if k == 0 else _all_outputs(session, source, n, output, check)
         acc = QualityAccumulator()
         for start in range(0, n, QUALITY_BATCH):
             part = slice(start, start + QUALITY_BATCH)
@@ -292,6 +312,7 @@ def _time_batch(
     order = list(range(len(sessions)))
     for i in range(settings.iterations):
         for k in order[i % len(order) :] + order[: i % len(order)]:
+            settings.check_cancelled()
             start = time.perf_counter()
             sessions[k].run(feeds[k])
             times[k].append(time.perf_counter() - start)
@@ -322,6 +343,11 @@ def _memory(artifact: Artifact, settings: EvaluationSettings) -> int:
     runtime = get_runtime(settings.runtime)
     if not settings.measure_memory or artifact.format not in runtime.formats:
         return 0
+    settings.check_cancelled()
     path, options = _prepared(runtime, artifact, settings)  # a cache hit by now
-    probe = measure_model_memory(settings.runtime, path, options)
+    try:
+        probe = measure_model_memory(settings.runtime, path, options)
+    except ParetoError:
+        settings.check_cancelled()  # a cancel stops the probe too (its process group)
+        raise
     return max(0, probe.peak_rss_bytes - probe.baseline_rss_bytes)

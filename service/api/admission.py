@@ -20,7 +20,8 @@ from typing import Any
 import grpc
 
 from service import metrics
-from service.serving.dataplane import UNRESOLVED_LABELS
+from service.api.handlers import Behavior, Slot, replace_behavior, rewrap
+from service.serving.executor import UNRESOLVED_LABELS
 
 _KSERVE = "/inference.GRPCInferenceService/"
 INFERENCE_METHODS = frozenset({_KSERVE + "ModelInfer", _KSERVE + "ModelStreamInfer"})
@@ -55,38 +56,35 @@ class InflightLimiter(grpc.ServerInterceptor):
             metrics.INFERENCE_REJECTED.labels(REASON).inc()
             metrics.INFERENCE_REQUESTS.labels(*UNRESOLVED_LABELS, "RESOURCE_EXHAUSTED").inc()
             return self._rejecting(handler)
-        return self._counted(handler, _Slot(self))
+        return self._counted(handler, Slot(self._release))
 
     def _release(self) -> None:
         with self._lock:
             self._count -= 1
             metrics.INFERENCE_IN_FLIGHT.set(self._count)
 
-    def _counted(self, handler: grpc.RpcMethodHandler, slot: _Slot) -> grpc.RpcMethodHandler:
-        if handler.unary_unary is not None:
-            behavior = handler.unary_unary
-
-            def unary(request: Any, context: grpc.ServicerContext) -> Any:
+    def _counted(self, handler: grpc.RpcMethodHandler, slot: Slot) -> grpc.RpcMethodHandler:
+        def wrap(behavior: Behavior, streams: bool) -> Behavior:
+            def call(*args: Any) -> Any:
                 try:
-                    return behavior(request, context)
+                    return behavior(*args)
                 finally:
                     slot.release()
 
-            wrapped, kind = unary, "unary_unary"
-        else:
-            behavior = handler.stream_stream
-
-            def stream(requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
+            def stream(*args: Any) -> Iterator[Any]:
                 try:
-                    yield from behavior(requests, context)
+                    yield from behavior(*args)
                 finally:
                     slot.release()
 
-            wrapped, kind = stream, "stream_stream"
-        # gRPC never runs the behavior of a call cancelled while it waited for a thread, and
-        # an outer interceptor (auth) may replace it: the slot is freed when it is dropped.
-        weakref.finalize(wrapped, slot.release)
-        return handler._replace(**{kind: wrapped})
+            wrapped = stream if streams else call
+            # gRPC never runs the behavior of a call cancelled while it waited for a
+            # thread, and an outer interceptor (auth) may replace it: the slot is freed
+            # when it is dropped.
+            weakref.finalize(wrapped, slot.release)
+            return wrapped
+
+        return rewrap(handler, wrap)
 
     def _rejecting(self, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         message = (
@@ -97,25 +95,7 @@ class InflightLimiter(grpc.ServerInterceptor):
         def refuse(request_or_iterator: Any, context: grpc.ServicerContext) -> Any:
             context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, message)
 
-        refuse.experimental_thread_pool = self._reject_pool  # type: ignore[attr-defined]
-        kind = "unary_unary" if handler.unary_unary is not None else "stream_stream"
-        return handler._replace(**{kind: refuse})
+        return replace_behavior(handler, refuse, self._reject_pool)
 
     def close(self) -> None:
         self._reject_pool.shutdown(wait=False)
-
-
-class _Slot:
-    """One admitted call's place; released exactly once."""
-
-    def __init__(self, limiter: InflightLimiter) -> None:
-        self._limiter = limiter
-        self._held = True
-        self._lock = threading.Lock()
-
-    def release(self) -> None:
-        with self._lock:
-            if not self._held:
-                return
-            self._held = False
-        self._limiter._release()

@@ -9,22 +9,16 @@ from pareto_core import names
 from pareto_core.errors import InvalidArgument
 from service.api.convert import dataset_to_proto
 from service.catalog.datasets import DatasetUploader, DatasetUploadRequest, delete_dataset
-from service.settings import Settings
 from service.store.blobs import BlobStore
 from service.store.interfaces import Repository
 from service.store.records import DatasetRecord
 
-DEFAULT_MAX_BYTES: int = Settings.model_fields["max_model_bytes"].default
-
 
 class DatasetServicer(datasets_pb2_grpc.DatasetServiceServicer):
-    def __init__(
-        self, repo: Repository, blobs: BlobStore, max_bytes: int = DEFAULT_MAX_BYTES
-    ) -> None:
-        """`max_bytes`: the server passes PARETO_MAX_MODEL_BYTES (it bounds datasets too)."""
+    def __init__(self, repo: Repository, blobs: BlobStore, uploader: DatasetUploader) -> None:
         self._repo = repo
         self._blobs = blobs
-        self._uploader = DatasetUploader(blobs, repo, max_bytes)
+        self._uploader = uploader
 
     def UploadDataset(
         self, request_iterator: Iterator[datasets_pb2.UploadDatasetRequest], context

@@ -38,7 +38,7 @@ class DeploymentServicer(pb_grpc.DeploymentServiceServicer):
         targets = [target_from_proto(t, f"targets[{i}]") for i, t in enumerate(request.targets)]
         canary = plan_from_proto(request.canary) if request.HasField("canary") else None
         return deployment_to_proto(
-            self._manager.create(request.name, request.model, targets, canary)
+            self._manager.create(request.name, request.model, targets, canary, context.is_active)
         )
 
     def UpdateTraffic(self, request: pb.UpdateTrafficRequest, context) -> pb.Deployment:

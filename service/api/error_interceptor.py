@@ -8,14 +8,14 @@ to callers.
 
 from __future__ import annotations
 
-import functools
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import grpc
 
 from pareto_core.errors import CODES, ParetoError
+from service.api.handlers import Behavior, Wrap, rewrap
 
 log = logging.getLogger(__name__)
 
@@ -38,38 +38,57 @@ def bounded(message: str) -> str:
     return f"{message[:MAX_MESSAGE_CHARS]}... ({len(message) - MAX_MESSAGE_CHARS} more characters)"
 
 
-def abort_with(context: grpc.ServicerContext, exc: BaseException, method: str) -> None:
+def redacted(message: str, hidden: Mapping[str, str]) -> str:
+    """`message` with each server path of `hidden` replaced by its placeholder."""
+    for path, placeholder in hidden.items():
+        message = message.replace(path, placeholder)
+    return message
+
+
+def abort_with(
+    context: grpc.ServicerContext,
+    exc: BaseException,
+    method: str,
+    hidden: Mapping[str, str] | None = None,
+) -> None:
     """Abort the call with the status code that belongs to `exc` (raises)."""
     if isinstance(exc, ParetoError):
-        context.abort(grpc_status(exc), bounded(str(exc)))
+        context.abort(grpc_status(exc), bounded(redacted(str(exc), hidden or {})))
     log.exception("unhandled error in %s", method, exc_info=exc)
     context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method}; see server log")
 
 
-def _wrap_unary(behavior: Callable, method: str) -> Callable:
-    @functools.wraps(behavior)
-    def wrapper(request_or_iterator: Any, context: grpc.ServicerContext) -> Any:
-        try:
-            return behavior(request_or_iterator, context)
-        except Exception as exc:
-            if _already_aborted(exc, context):
-                raise
-            abort_with(context, exc, method)
+def _around(method: str, hidden: Mapping[str, str]) -> Wrap:
+    def wrap(behavior: Behavior, streams: bool) -> Behavior:
+        def call(*args: Any) -> Any:  # (request, context[, response callback])
+            try:
+                return behavior(*args)
+            except Exception as exc:
+                _handle(exc, args[1], method, hidden)
+                return None
 
-    return wrapper
+        def stream(*args: Any) -> Iterator[Any]:
+            try:
+                yield from behavior(*args)
+            except Exception as exc:
+                _handle(exc, args[1], method, hidden)
+
+        return stream if streams else call
+
+    return wrap
 
 
-def _wrap_stream(behavior: Callable, method: str) -> Callable:
-    @functools.wraps(behavior)
-    def wrapper(request_or_iterator: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-        try:
-            yield from behavior(request_or_iterator, context)
-        except Exception as exc:
-            if _already_aborted(exc, context):
-                raise
-            abort_with(context, exc, method)
-
-    return wrapper
+def _handle(
+    exc: Exception, context: grpc.ServicerContext, method: str, hidden: Mapping[str, str]
+) -> None:
+    """Re-raise an abort, let a call whose client went away end quietly (an INFO line, no
+    traceback), answer anything else with its status (raises)."""
+    if _already_aborted(exc, context):
+        raise exc
+    if not context.is_active():
+        log.info("%s: the client went away (%s)", method, type(exc).__name__)
+        return
+    abort_with(context, exc, method, hidden)
 
 
 def _already_aborted(exc: Exception, context: grpc.ServicerContext) -> bool:
@@ -78,7 +97,13 @@ def _already_aborted(exc: Exception, context: grpc.ServicerContext) -> bool:
 
 
 class ErrorInterceptor(grpc.ServerInterceptor):
-    """Maps exceptions raised by any servicer to status codes."""
+    """Maps exceptions raised by any servicer to status codes. `hidden`: server paths
+    (the data directory) that messages must not show, each with its placeholder."""
+
+    def __init__(self, hidden: Mapping[str, str] | None = None) -> None:
+        # Longest first, so that a path inside another is not half replaced.
+        items = sorted((hidden or {}).items(), key=lambda item: -len(item[0]))
+        self._hidden = dict(items)
 
     def intercept_service(
         self, continuation: Callable, handler_call_details: grpc.HandlerCallDetails
@@ -86,11 +111,4 @@ class ErrorInterceptor(grpc.ServerInterceptor):
         handler = continuation(handler_call_details)
         if handler is None:
             return None
-        method = handler_call_details.method
-        if handler.unary_unary:
-            return handler._replace(unary_unary=_wrap_unary(handler.unary_unary, method))
-        if handler.stream_unary:
-            return handler._replace(stream_unary=_wrap_unary(handler.stream_unary, method))
-        if handler.unary_stream:
-            return handler._replace(unary_stream=_wrap_stream(handler.unary_stream, method))
-        return handler._replace(stream_stream=_wrap_stream(handler.stream_stream, method))
+        return rewrap(handler, _around(handler_call_details.method, self._hidden))

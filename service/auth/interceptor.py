@@ -10,6 +10,8 @@ and the request is never read.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -19,6 +21,7 @@ from service.auth.scopes import OPEN, allows, required_scope
 from service.auth.tokens import TokenStore
 
 log = logging.getLogger(__name__)
+REFUSAL_LOG_INTERVAL_S = 10.0
 
 UNAUTHENTICATED_MESSAGE = "missing or invalid bearer token (metadata 'authorization: Bearer ...')"
 _BEARER = "bearer "
@@ -55,9 +58,31 @@ def _refusing_handler(
     return grpc.stream_stream_rpc_method_handler(refuse)
 
 
+class ThrottledLog:
+    """At most one INFO line per `interval_s`; the lines held back meanwhile are counted in
+    the next one, so a client hammering with a bad token cannot flood the log."""
+
+    def __init__(self, interval_s: float = REFUSAL_LOG_INTERVAL_S) -> None:
+        self._interval_s = interval_s
+        self._next = 0.0
+        self._held = 0
+        self._lock = threading.Lock()
+
+    def info(self, message: str, *args: object) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if now < self._next:
+                self._held += 1
+                return
+            held, self._held, self._next = self._held, 0, now + self._interval_s
+        suffix = f" (and {held} more refusals in the last {self._interval_s:.0f} s)" if held else ""
+        log.info(message + suffix, *args)
+
+
 class AuthInterceptor(grpc.ServerInterceptor):
     def __init__(self, tokens: TokenStore) -> None:
         self._tokens = tokens
+        self._refusals = ThrottledLog()
 
     def intercept_service(
         self, continuation: Callable, handler_call_details: grpc.HandlerCallDetails
@@ -69,10 +94,12 @@ class AuthInterceptor(grpc.ServerInterceptor):
         token = bearer_token(handler_call_details.invocation_metadata)
         principal = self._tokens.authenticate(token) if token else None
         if principal is None:
-            log.info("auth: refused %s: missing or unknown token", method)
+            self._refusals.info("auth: refused %s: missing or unknown token", method)
             code, message = grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED_MESSAGE
         elif not allows(principal.scopes, needed):
-            log.info("auth: refused %s to %r: needs scope %r", method, principal.name, needed)
+            self._refusals.info(
+                "auth: refused %s to %r: needs scope %r", method, principal.name, needed
+            )
             code = grpc.StatusCode.PERMISSION_DENIED
             message = f"this token lacks the {needed!r} scope this call needs"
         else:

@@ -116,6 +116,8 @@ def _array_spec(name: str, shape: tuple[int, ...], dtype: np.dtype) -> TensorSpe
         raise InvalidArgument(
             f"array {name!r} is a scalar; every array needs a first (samples) dimension"
         )
+    if any(d < 0 for d in shape):
+        raise InvalidArgument(f"array {name!r} declares a negative dimension: {list(shape)}")
     return TensorSpec(name, datatype, shape)
 
 
@@ -147,7 +149,9 @@ def _headers(path: Path, max_unpacked_bytes: int) -> tuple[TensorSpec, ...]:
         raise InvalidArgument(f"not a valid .npz archive: {exc}") from None
     if total > max_unpacked_bytes:
         raise ResourceExhausted(
-            f"the arrays unpack to {total} bytes, over the limit of {max_unpacked_bytes}"
+            f"the arrays unpack to {total} bytes, over the limit of {max_unpacked_bytes} "
+            "(PARETO_MAX_EXPANSION_RATIO times the archive's size, at most "
+            "PARETO_MAX_UNPACKED_BYTES)"
         )
     return tuple(specs)
 
@@ -210,7 +214,7 @@ class DatasetUpload(Upload):
 
     def _inspect(self) -> NpzContents:
         try:
-            return inspect_npz(self._staging, self._up.max_unpacked_bytes)
+            return inspect_npz(self._staging, self._up.unpack_limit(self.request.size_bytes))
         except ParetoError as e:
             raise type(e)(f"dataset {self.request.name!r}: {e}") from e
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -21,7 +20,7 @@ from pareto_core.errors import InvalidArgument
 from pareto_core.formats import FORMAT_ONNX, FORMAT_ONNX_BUNDLE, FORMAT_TORCH_EXPORT, STORED_FORMATS
 from pareto_core.onnx_signature import onnx_signature
 from pareto_core.tensors import Signature, TensorSpec
-from runtimes import pt2_inspect
+from runtimes import helper_process, pt2_inspect
 from service.store.bundles import find_onnx, safe_extract
 
 PT2_INSPECT_TIMEOUT_S = 120
@@ -138,16 +137,14 @@ def _run_pt2_inspector(path: Path, work_dir: Path, max_unpacked_bytes: int) -> d
         "OMP_NUM_THREADS": "1",
         "LANG": "C.UTF-8",
     }
-    cmd = [sys.executable, "-m", "runtimes.pt2_inspect", str(path), str(max_unpacked_bytes)]
+    args = [str(path), str(max_unpacked_bytes)]
     try:
-        proc = subprocess.run(
-            cmd,
-            cwd=_PROJECT_ROOT,
+        proc = helper_process.run_module(
+            "runtimes.pt2_inspect",
+            args,
+            timeout_s=PT2_INSPECT_TIMEOUT_S,
             env=env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=PT2_INSPECT_TIMEOUT_S,
-            check=False,
+            cwd=_PROJECT_ROOT,
         )
     except subprocess.TimeoutExpired as e:
         raise InvalidArgument(

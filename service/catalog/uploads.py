@@ -34,8 +34,11 @@ from pareto_core.errors import (
     ResourceExhausted,
 )
 from pareto_core.tensors import Signature
+from runtimes import registry
+from runtimes.model_check import check_model
 from service.catalog.model_inspect import inspect_model
 from service.store.blobs import BlobStore, check_sha256
+from service.store.bundles import find_onnx
 from service.store.interfaces import ModelRepository
 from service.store.records import ModelRecord
 from service.store.sql_models import already_exists_message
@@ -106,6 +109,12 @@ def validate_stream_header(size_bytes: object, sha256: str, description: str, li
         )
 
 
+# An archive may unpack to this much whatever its size, before the ratio applies.
+EXPANSION_FLOOR_BYTES = 64 * 1024 * 1024
+DEFAULT_EXPANSION_RATIO = 100.0
+DEFAULT_MAX_TENSOR_ELEMENTS = 1 << 28
+
+
 class Uploader:
     def __init__(
         self,
@@ -113,12 +122,23 @@ class Uploader:
         repo: ModelRepository,
         max_model_bytes: int,
         max_unpacked_bytes: int | None = None,
+        max_expansion_ratio: float = DEFAULT_EXPANSION_RATIO,
+        max_tensor_elements: int = DEFAULT_MAX_TENSOR_ELEMENTS,
     ) -> None:
         self.blobs = blobs
         self.repo = repo
         self.max_model_bytes = max_model_bytes
         # A bundle may unpack larger than it was sent (compression), within reason.
         self.max_unpacked_bytes = max_unpacked_bytes or 4 * max_model_bytes
+        self.max_expansion_ratio = max_expansion_ratio
+        self.max_tensor_elements = max_tensor_elements
+
+    def unpack_limit(self, packed_bytes: int) -> int:
+        """How many bytes an archive of `packed_bytes` may unpack to: at most
+        PARETO_MAX_EXPANSION_RATIO times its size (and at least EXPANSION_FLOOR_BYTES), never
+        more than the absolute limit. A small file of zeros cannot become gigabytes."""
+        by_ratio = int(self.max_expansion_ratio * packed_bytes)
+        return min(self.max_unpacked_bytes, max(EXPANSION_FLOOR_BYTES, by_ratio))
 
     def begin(self, req: UploadRequest) -> Upload:
         """Validate the header and open the staging file. Fails fast on a taken name
@@ -221,13 +241,25 @@ class Upload:
 
     def _inspect(self) -> Signature:
         try:
-            return inspect_model(
-                self._staging, self.request.format, self._work_dir, self._up.max_unpacked_bytes
-            )
+            limit = self._up.unpack_limit(self.request.size_bytes)
+            fmt = self.request.format
+            signature = inspect_model(self._staging, fmt, self._work_dir, limit)
+            self._check_servable(fmt)
+            return signature
         except ParetoError as e:
             raise type(e)(f"model {self.request.name!r}: {e}") from e
         finally:
             shutil.rmtree(self._work_dir, ignore_errors=True)
+
+    def _check_servable(self, fmt: str) -> None:
+        """An ONNX model must load and run on the runtime plain requests would use (in a
+        bounded helper process, runtimes/model_check.py); .pt2 archives were loaded by
+        their inspector already."""
+        if fmt not in (formats.FORMAT_ONNX, formats.FORMAT_ONNX_BUNDLE):
+            return
+        onnx_file = self._staging if fmt == formats.FORMAT_ONNX else find_onnx(self._work_dir)
+        runtime = registry.runtime_for_format(fmt).name
+        check_model(runtime, onnx_file, self._up.max_tensor_elements, onnx=True)
 
     def _commit(self, signature: Signature) -> ModelRecord:
         req, blobs, repo = self.request, self._up.blobs, self._up.repo
@@ -270,12 +302,16 @@ def delete_if_unreferenced(blobs: BlobStore, repo: ModelRepository, sha256: str)
 
 
 def delete_model(
-    blobs: BlobStore, repo: ModelRepository, name: str, version: int = 0
+    blobs: BlobStore,
+    repo: ModelRepository,
+    name: str,
+    version: int = 0,
+    check: Callable[[], None] | None = None,
 ) -> list[ModelRecord]:
-    """Delete model records (version 0: all versions), then the blobs that no remaining
-    record refers to (two models may share one blob)."""
+    """Delete model records (version 0: all versions; `check` as in the repository), then
+    the blobs that no remaining record refers to (two models may share one blob)."""
     with blobs.lock:
-        deleted = repo.delete_model(name, version)
+        deleted = repo.delete_model(name, version, check)
         for sha in {r.sha256 for r in deleted}:
             delete_if_unreferenced(blobs, repo, sha)
     return deleted

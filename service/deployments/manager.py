@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import replace
 
-from pareto_core.errors import AlreadyExists, InvalidArgument, ParetoError
+from pareto_core.errors import AlreadyExists, DeadlineExceeded, InvalidArgument, ParetoError
 from service import metrics
 from service.deployments import endpoint as ep
 from service.deployments import validate
@@ -92,8 +93,15 @@ class DeploymentManager:
     # -- management ---------------------------------------------------------------------
 
     def create(
-        self, name: str, model: str, targets: list[TargetSpec], canary: CanaryPlan | None
+        self,
+        name: str,
+        model: str,
+        targets: list[TargetSpec],
+        canary: CanaryPlan | None,
+        still_wanted: Callable[[], bool] = lambda: True,
     ) -> DeploymentRecord:
+        """Check, load, store, serve. `still_wanted` is asked once the sessions are loaded:
+        a caller that gave up meanwhile (deadline, cancel) gets nothing created."""
         with self._write:
             validate.check_endpoint(self._repo, name, model)
             if name in self._endpoints or any(d.name == name for d in self.list()):
@@ -108,8 +116,17 @@ class DeploymentManager:
             record = DeploymentRecord(name, model, specs, canary, status)
             record = validate.check_canary(record)
             endpoint = self._build(record, servables)
-            self._load(endpoint)
-            stored = self._repo.add_deployment(record)
+            loaded = self._load(endpoint)
+            try:
+                if not still_wanted():
+                    raise DeadlineExceeded(
+                        f"the call ended before deployment {name!r} was stored; nothing was "
+                        "created (loading its targets took longer than the call's deadline?)"
+                    )
+                stored = self._repo.add_deployment(record)
+            except ParetoError:
+                self._unload(endpoint, loaded)
+                raise
             self._install(replace_record(endpoint, stored))
             return stored
 
@@ -207,8 +224,9 @@ class DeploymentManager:
             self._stats[key] = TargetStats(self._stats_window)
         return self._stats[key]
 
-    def _load(self, endpoint: ep.Endpoint) -> None:
-        """Load every target's session; on a failure, unload those this call loaded."""
+    def _load(self, endpoint: ep.Endpoint) -> list[ServingTarget]:
+        """Load every target's session; on a failure, unload those this call loaded.
+        Returns the targets it loaded."""
         loaded: list[ServingTarget] = []
         try:
             for target in endpoint.targets:
@@ -216,11 +234,16 @@ class DeploymentManager:
                     self._sessions.load(target.target)
                     loaded.append(target)
         except ParetoError as exc:
-            for target in loaded:
-                self._sessions.unload_target(target.target)
-            for target in endpoint.targets:
-                self._stats.pop((endpoint.record.name, target.name), None)
+            self._unload(endpoint, loaded)
             raise type(exc)(f"target {target.name!r}: {exc}") from None
+        return loaded
+
+    def _unload(self, endpoint: ep.Endpoint, loaded: list[ServingTarget]) -> None:
+        """Undo `_load` of an endpoint that is not installed."""
+        for target in loaded:
+            self._sessions.unload_target(target.target)
+        for target in endpoint.targets:
+            self._stats.pop((endpoint.record.name, target.name), None)
 
     def _install(self, endpoint: ep.Endpoint) -> None:
         self._endpoints = {**self._endpoints, endpoint.record.name: endpoint}

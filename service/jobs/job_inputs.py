@@ -3,6 +3,7 @@ and the evaluation settings (shared by compression jobs and searches)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -47,6 +48,7 @@ def job_evaluation_settings(
     job: JobRecord,
     settings: Settings,
     parent: tuple[Artifact, str],
+    is_cancelled: Callable[[], bool],
     measure_memory: bool | None = None,
 ) -> EvaluationSettings:
     """The job's evaluation settings. A runtime that builds what it runs (e.g. an int8
@@ -67,7 +69,8 @@ def job_evaluation_settings(
     preparer = RuntimePreparer(blobs.root, settings.runtime_defaults(), None)
     prepare = preparer.for_job(calibration, sha256)
     memory = settings.measure_memory if measure_memory is None else measure_memory
-    return evaluation_settings(job.evaluation, settings.job_threads, memory, prepare)
+    threads = settings.job_threads
+    return evaluation_settings(job.evaluation, threads, memory, prepare, is_cancelled)
 
 
 def _unpacked_dir(blobs: BlobStore, sha256: str) -> Path:

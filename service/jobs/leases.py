@@ -32,6 +32,7 @@ KILL_GRACE_S = 5.0  # SIGTERM -> SIGKILL for cancelled, timed-out and fenced wor
 @dataclass
 class Worker:
     job_id: str
+    attempt: int  # the run of the job this worker is
     process: subprocess.Popen
     started: float  # time.monotonic()
     terminated_at: float | None = None

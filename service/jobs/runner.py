@@ -25,6 +25,7 @@ from pareto_core.formats import FORMAT_ONNX
 from service.jobs.checkpoints import remove_checkpoints, step_checkpoints
 from service.jobs.events import JobProgress, finish_job
 from service.jobs.job_inputs import job_evaluation_settings, load_job_inputs, parent_artifact
+from service.jobs.spawn import scratch_path
 from service.jobs.variant_store import (
     Produced,
     measure,
@@ -73,8 +74,9 @@ class JobRun:
 
     def run(self) -> None:
         self.progress.emit("prepare", 0.0, "loading the model and datasets", force=True)
-        scratch = self.blobs.new_staging_path()
-        scratch.mkdir()
+        scratch = scratch_path(self.blobs.root, self.job.id, self.job.attempts)
+        shutil.rmtree(scratch, ignore_errors=True)  # a leftover of this run's earlier start
+        scratch.mkdir(parents=True)
         try:
             parent, datasets = self._load_inputs()
             produced = self._run_recipes(parent, datasets, scratch)
@@ -225,7 +227,12 @@ class JobRun:
 
     def _evaluation_settings(self, parent: Artifact) -> EvaluationSettings:
         return job_evaluation_settings(
-            self.repo, self.blobs, self.job, self.settings, (parent, self.parent_sha256)
+            self.repo,
+            self.blobs,
+            self.job,
+            self.settings,
+            (parent, self.parent_sha256),
+            self.is_cancelled,
         )
 
     def _measurable(

@@ -24,6 +24,7 @@ recovered, never a live replica's.
 from __future__ import annotations
 
 import logging
+import shutil
 import signal
 import subprocess
 import threading
@@ -167,7 +168,7 @@ class JobScheduler:
         except OSError as exc:
             finish_job(self._repo, job.id, JOB_FAILED, f"cannot start the worker: {exc}")
             return
-        self._workers[job.id] = Worker(job.id, process, time.monotonic())
+        self._workers[job.id] = Worker(job.id, job.attempts, process, time.monotonic())
         log.info("job %s: worker pid %d started", job.id, process.pid)
 
     def _police(self, worker: Worker) -> None:
@@ -191,6 +192,8 @@ class JobScheduler:
         del self._workers[worker.job_id]
         code = worker.process.returncode
         log.info("job %s: worker exited with %s", worker.job_id, code)
+        scratch = spawn.scratch_path(self._settings.data_dir, worker.job_id, worker.attempt)
+        shutil.rmtree(scratch, ignore_errors=True)
         self._wake.set()  # a slot is free
         job = self._repo.get_job(worker.job_id)
         if job.state not in JOB_FINAL_STATES:

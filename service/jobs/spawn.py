@@ -32,6 +32,8 @@ SHARED_SETTINGS = (
     "log_level",
     "runtime_options",  # a job's evaluation builds runtime artifacts like the server does
     "database_url",  # the worker writes its job's progress to the server's metadata store
+    "helper_memory_bytes",  # its memory probes are bounded like the server's
+    "max_helper_processes",
 )
 TAIL_LINES = 8
 TAIL_CHARS = 1500
@@ -39,6 +41,13 @@ TAIL_CHARS = 1500
 
 def log_path(data_dir: Path, job_id: str) -> Path:
     return data_dir / "jobs" / f"{job_id}.log"
+
+
+def scratch_path(data_dir: Path, job_id: str, attempt: int) -> Path:
+    """The scratch directory of one run of a job (under the store's tmp/, which start-up
+    cleans): its worker works there, and the scheduler removes it when the worker ends,
+    however it ends."""
+    return Path(data_dir) / "tmp" / f"{job_id}-run{attempt}"
 
 
 def worker_env(settings: Settings) -> dict[str, str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,7 +41,11 @@ def new_variant_id() -> str:
 
 
 def evaluation_settings(
-    evaluation: dict[str, Any], threads: int, measure_memory: bool, prepare: Preparer
+    evaluation: dict[str, Any],
+    threads: int,
+    measure_memory: bool,
+    prepare: Preparer,
+    is_cancelled: Callable[[], bool],
 ) -> EvaluationSettings:
     """The job's evaluation settings; `prepare` builds what a runtime with a build step
     runs (service.serving.prepare.job_preparer)."""
@@ -53,6 +58,7 @@ def evaluation_settings(
         threads=threads,
         measure_memory=measure_memory,
         prepare=prepare,
+        is_cancelled=is_cancelled,
     )
 
 

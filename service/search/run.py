@@ -24,6 +24,7 @@ from typing import Any
 from pareto_core.errors import Cancelled, FailedPrecondition, ParetoError
 from service.jobs.events import JobProgress, finish_job
 from service.jobs.job_inputs import job_evaluation_settings, load_job_inputs, parent_artifact
+from service.jobs.spawn import scratch_path
 from service.search import space
 from service.search.result import build_result, trial_line
 from service.search.spec import uses_memory
@@ -66,8 +67,9 @@ class SearchRun:
     def run(self) -> None:
         explored = ", ".join(self.spec["techniques"])
         self.progress.emit("prepare", 0.0, f"search exploring {explored}", force=True)
-        scratch = self.blobs.new_staging_path()
-        scratch.mkdir()
+        scratch = scratch_path(self.blobs.root, self.job.id, self.job.attempts)
+        shutil.rmtree(scratch, ignore_errors=True)  # a leftover of this run's earlier start
+        scratch.mkdir(parents=True)
         result: dict[str, Any] | None = None
         problems: list[str] = []
         try:
@@ -96,6 +98,7 @@ class SearchRun:
             self.job,
             self.settings,
             (parent, parent_sha256),
+            self.is_cancelled,
             measure_memory=uses_memory(self.spec),
         )
         try:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pareto_core.errors import ResourceExhausted
 from pareto_core.tensors import Signature
 from service import metrics
 from service.serving.servables import Servable
@@ -38,8 +39,9 @@ class InferResult:
 
 
 class Executor:
-    def __init__(self, sessions: SessionManager) -> None:
+    def __init__(self, sessions: SessionManager, max_request_bytes: int = 1 << 62) -> None:
         self.sessions = sessions
+        self.max_request_bytes = max_request_bytes
 
     def run(self, target: Target, decode: Decoder, counted: bool = True) -> InferResult:
         """Run one request on `target`. `counted` False leaves the per-model metrics alone
@@ -54,6 +56,7 @@ class Executor:
         with metrics.count_outcome(count), self.sessions.acquire(target) as model:
             labels = model.labels
             inputs, wanted = decode(model.signature)
+            self._check_size(inputs)
             if counted:
                 metrics.INFERENCE_QUEUE_DURATION.labels(*labels).observe(
                     time.perf_counter() - started
@@ -62,3 +65,11 @@ class Executor:
         if counted:
             metrics.INFERENCE_DURATION.labels(*labels).observe(time.perf_counter() - started)
         return InferResult(model.servable, model.runtime.name, outputs, inputs, wanted)
+
+    def _check_size(self, inputs: Inputs) -> None:
+        size = sum(array.nbytes for array in inputs.values())
+        if size > self.max_request_bytes:
+            raise ResourceExhausted(
+                f"the request's input tensors take {size} bytes, over the limit of "
+                f"{self.max_request_bytes} (PARETO_MAX_REQUEST_BYTES); send smaller batches"
+            )

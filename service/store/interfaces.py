@@ -8,7 +8,7 @@ Every method is atomic; blobs are written before rows refer to them.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from service.store.deployment_records import DeploymentRecord
@@ -40,8 +40,12 @@ class ModelRepository(abc.ABC):
         """All versions, ordered by name then version."""
 
     @abc.abstractmethod
-    def delete_model(self, name: str, version: int = 0) -> list[ModelRecord]:
-        """Version 0 deletes every version. Raises NotFound. Returns the deleted records."""
+    def delete_model(
+        self, name: str, version: int = 0, check: Callable[[], None] | None = None
+    ) -> list[ModelRecord]:
+        """Version 0 deletes every version. NotFound; FailedPrecondition while a
+        deployment, a variant or a queued or running job refers to it; then `check` (the
+        caller's own refusal, run under the same write lock). Returns the deleted records."""
 
     @abc.abstractmethod
     def name_exists(self, name: str) -> bool: ...
@@ -134,13 +138,17 @@ class VariantRepository(abc.ABC):
         """Oldest first; only variants whose parent_model is `model` when given."""
 
     @abc.abstractmethod
-    def delete_variant(self, variant_id: str) -> VariantRecord: ...
+    def delete_variant(
+        self, variant_id: str, check: Callable[[], None] | None = None
+    ) -> VariantRecord:
+        """NotFound; FailedPrecondition while a deployment targets it; then `check`."""
 
 
 class DeploymentRepository(abc.ABC):
     @abc.abstractmethod
     def add_deployment(self, record: DeploymentRecord) -> DeploymentRecord:
-        """AlreadyExists if the name is taken. Returns it with revision 1 and its times."""
+        """AlreadyExists if the name is taken; NotFound if its model or a target's version
+        or variant is gone. Returns it with revision 1 and its times."""
 
     @abc.abstractmethod
     def get_deployment(self, name: str) -> DeploymentRecord: ...

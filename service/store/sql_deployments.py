@@ -15,6 +15,7 @@ from pareto_core.errors import AlreadyExists, FailedPrecondition, NotFound
 from service.store.deployment_records import DeploymentRecord, spec_from_data, spec_to_data
 from service.store.interfaces import DeploymentRepository
 from service.store.sql_codec import from_json, now, time_from_text, time_to_text, to_json
+from service.store.sql_references import require_targets
 from service.store.sql_types import Connection
 
 _COLUMNS = "name, model, spec, revision, created_at, updated_at"
@@ -46,6 +47,7 @@ class SqlDeployments(DeploymentRepository):
                     f"deployment {record.name!r} already exists; change its traffic with "
                     "UpdateTraffic or delete it first"
                 )
+            require_targets(c, record)
             c.execute(
                 f"INSERT INTO deployments ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
                 (

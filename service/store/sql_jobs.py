@@ -18,6 +18,7 @@ from pareto_core.errors import AlreadyExists, NotFound, ResourceExhausted
 from service.store.interfaces import JobRepository
 from service.store.records import JOB_FINAL_STATES, JOB_QUEUED, JobEvent, JobRecord
 from service.store.sql_codec import now
+from service.store.sql_references import require_model
 from service.store.sql_types import Connection
 from service.store.sqlite_job_rows import (
     COLUMNS,
@@ -72,6 +73,7 @@ class SqlJobs(JobRepository):
         with self._tx() as c:
             if c.execute("SELECT 1 FROM jobs WHERE id = ?", (job.id,)).fetchone():
                 raise AlreadyExists(f"job {job.id!r} already exists")
+            require_model(c, job.model, job.model_version)
             for role, name in sorted(job.datasets.items()):
                 if not c.execute("SELECT 1 FROM datasets WHERE name = ?", (name,)).fetchone():
                     raise NotFound(f"datasets[{role!r}]: dataset {name!r} not found")

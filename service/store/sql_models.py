@@ -20,6 +20,7 @@ from pareto_core.tensors import Signature
 from service.store.interfaces import ModelRepository
 from service.store.records import JOB_QUEUED, ModelRecord
 from service.store.sql_codec import specs_from_json, specs_to_json
+from service.store.sql_references import refuse_model_delete
 from service.store.sql_types import Connection
 
 _COLUMNS = (
@@ -136,7 +137,9 @@ class SqlModels(ModelRepository):
         wanted = label_selector.items()
         return [r for r in records if wanted <= r.labels.items()]
 
-    def delete_model(self, name: str, version: int = 0) -> list[ModelRecord]:
+    def delete_model(
+        self, name: str, version: int = 0, check: Callable[[], None] | None = None
+    ) -> list[ModelRecord]:
         _check_version(version)
         with self._tx() as c:
             rows = c.execute(
@@ -148,6 +151,9 @@ class SqlModels(ModelRepository):
             if not doomed:
                 versions = ", ".join(str(r["version"]) for r in rows)
                 raise NotFound(f"model {name!r} has no version {version} (versions: {versions})")
+            refuse_model_delete(c, name, version)
+            if check is not None:
+                check()
             if version == 0:
                 c.execute("DELETE FROM models WHERE name = ?", (name,))
             else:

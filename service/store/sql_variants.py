@@ -22,6 +22,7 @@ from service.store.sql_codec import (
     time_to_text,
     to_json,
 )
+from service.store.sql_references import refuse_variant_delete
 from service.store.sql_types import Connection
 
 _COLUMNS = (
@@ -103,12 +104,17 @@ class SqlVariants(VariantRepository):
             rows = self._query(f"SELECT {_COLUMNS} FROM variants ORDER BY seq")
         return [_row_to_variant(r) for r in rows]
 
-    def delete_variant(self, variant_id: str) -> VariantRecord:
+    def delete_variant(
+        self, variant_id: str, check: Callable[[], None] | None = None
+    ) -> VariantRecord:
         with self._tx() as c:
             row = c.execute(
                 f"SELECT {_COLUMNS} FROM variants WHERE id = ?", (variant_id,)
             ).fetchone()
             if row is None:
                 raise NotFound(f"variant {variant_id!r} not found")
+            refuse_variant_delete(c, variant_id, row["parent_model"])
+            if check is not None:
+                check()
             c.execute("DELETE FROM variants WHERE id = ?", (variant_id,))
         return _row_to_variant(row)

@@ -21,6 +21,7 @@ from service.settings import Settings
 from service.store.records import JOB_STATES, JobRecord, RecipeSpec
 from service.store.sqlite_repository import SqliteRepository
 from tests.helpers.deploy_tools import ROOT
+from tests.helpers.store_backends import create_job
 
 
 def settings(data_dir: Path) -> Settings:
@@ -113,7 +114,7 @@ def test_jobs_gauge_counts_the_store_by_state(tmp_path: Path, monkeypatch):
     repo = SqliteRepository(tmp_path / "metadata.db")
     try:
         for i, state in enumerate(["QUEUED", "QUEUED", "RUNNING", "FAILED", "SUCCEEDED"]):
-            repo.create_job(job(f"job-{i}", "QUEUED"))
+            create_job(repo, job(f"job-{i}", "QUEUED"))
             if state != "QUEUED":
                 repo.update_job(f"job-{i}", state=state)
         scheduler = JobScheduler(repo, settings(tmp_path))

@@ -27,7 +27,7 @@ OVERLAYS = ("cpu", "gpu", "cluster")
 IMAGE_TAGS = {"cpu": "0.1.0-cpu", "gpu": "0.1.0-gpu", "cluster": "0.1.0-cpu"}
 # The port the kubelet probes: the main gRPC port, or the plaintext health-only port where
 # the main one speaks TLS (the kubelet's gRPC probes cannot).
-PROBE_PORTS = {"cpu": 8001, "gpu": 8001, "cluster": 8003}
+PROBE_PORTS = {"cpu": 8003, "gpu": 8003, "cluster": 8003}  # the health-only port
 CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
 
 
@@ -211,6 +211,7 @@ def test_every_setting_is_a_real_pareto_setting(rendered):
     assert int(cm["data"]["PARETO_PORT"]) == 8001
     assert int(cm["data"]["PARETO_METRICS_PORT"]) == 8002
     assert cm["data"]["PARETO_DATA_DIR"] == "/data"
+    assert int(cm["data"]["PARETO_HEALTH_PORT"]) == 8003  # what the probes ask
 
 
 def containers(deployment: dict) -> list[dict]:
@@ -325,7 +326,6 @@ def test_cluster_overlay_shares_state():
         env = env_of(container)
         assert env["PARETO_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["name"] == "pareto-database"
         assert env["PARETO_REPLICA_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
-        assert env["PARETO_HEALTH_PORT"]["value"] == "8003"
         tls_dir = {m["mountPath"] for m in container["volumeMounts"] if m["name"] == "tls"}
         assert env["PARETO_TLS_CERT_FILE"]["value"].startswith(f"{tls_dir.pop()}/")
         for kind in ("startupProbe", "livenessProbe"):

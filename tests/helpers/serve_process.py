@@ -19,8 +19,9 @@ class Served:
     metrics_url: str  # Prometheus text format
 
 
-def serve(data_dir: Path) -> Served:
-    """Starts `pareto serve` on free loopback ports and returns once it listens."""
+def serve(data_dir: Path, env: dict[str, str] | None = None) -> Served:
+    """Starts `pareto serve` on free loopback ports and returns once it listens; `env`:
+    more PARETO_* settings."""
     process = subprocess.Popen(
         [
             sys.executable,
@@ -38,7 +39,7 @@ def serve(data_dir: Path) -> Served:
         ],
         stderr=subprocess.PIPE,
         text=True,
-        env=os.environ | {"PARETO_MEASURE_MEMORY": "false"},
+        env=os.environ | {"PARETO_MEASURE_MEMORY": "false"} | (env or {}),
     )
     log = []
     for line in process.stderr:
@@ -55,3 +56,11 @@ def start_server(data_dir: Path) -> tuple[subprocess.Popen, str]:
     """`serve`, as (the process, its gRPC address)."""
     served = serve(data_dir)
     return served.process, served.address
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of process `pid` now (Linux /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"process {pid} has no VmRSS")

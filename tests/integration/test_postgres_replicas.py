@@ -16,6 +16,7 @@ import pytest
 
 from service.store.postgres_repository import PostgresRepository
 from service.store.records import JOB_QUEUED, JOB_RUNNING, JobRecord, RecipeSpec
+from tests.helpers.store_backends import create_job
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE = RecipeSpec("copy", ({"technique": "test.scale", "config": {"factor": 1.0}},))
@@ -46,7 +47,7 @@ def repo(postgres_url: str) -> Iterator[PostgresRepository]:
 def test_replicas_in_several_processes_claim_every_job_exactly_once(repo, postgres_url):
     jobs = [f"job-{i:03d}" for i in range(150)]
     for job_id in jobs:
-        repo.create_job(job(job_id))
+        create_job(repo, job(job_id))
     replicas = [child("claim", postgres_url, f"replica-{k}", "2") for k in range(4)]
     try:
         for p in replicas:
@@ -69,7 +70,7 @@ def test_replicas_in_several_processes_claim_every_job_exactly_once(repo, postgr
 
 
 def test_a_killed_replicas_job_is_picked_up_after_its_lease(repo, postgres_url):
-    repo.create_job(job("job-1"))
+    create_job(repo, job("job-1"))
     holder = child("hold", postgres_url, "replica-a", str(LEASE_S))
     try:
         assert holder.stdout.readline().strip() == "job-1"

@@ -29,6 +29,7 @@ from service.catalog.datasets import (
     load_dataset,
 )
 from service.store.records import DatasetRecord, JobRecord, RecipeSpec
+from tests.helpers.store_backends import create_job
 
 LIMIT = 10 * 1024 * 1024
 DIGITS = Signature(
@@ -212,7 +213,7 @@ def test_delete_removes_the_blob_once_nothing_refers_to_it(store):
 def test_delete_is_refused_while_a_queued_job_uses_the_dataset(store):
     record = upload(store, "calib", npz_bytes(**digits_arrays()))
     recipe = RecipeSpec("r", ({"technique": "quantize.dynamic", "config": {}},))
-    store.repo.create_job(JobRecord("job-1", "m", 1, (recipe,), {"calibration": "calib"}, {}, {}))
+    create_job(store.repo, JobRecord("job-1", "m", 1, (recipe,), {"calibration": "calib"}, {}, {}))
     with pytest.raises(FailedPrecondition, match="job-1"):
         delete_dataset(store.blobs, store.repo, "calib")
     assert store.blobs.exists(record.sha256)

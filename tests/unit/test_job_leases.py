@@ -23,7 +23,7 @@ from service.store.records import (
     RecipeSpec,
 )
 from service.store.sql_codec import now
-from tests.helpers.store_backends import BACKENDS, StoreBackend, store_backend
+from tests.helpers.store_backends import BACKENDS, StoreBackend, create_job, store_backend
 
 LEASE_S = 0.3
 RECIPE = RecipeSpec("copy", ({"technique": "test.scale", "config": {"factor": 1.0}},))
@@ -44,7 +44,7 @@ def expire() -> None:
 
 def test_a_claim_records_the_replica_and_its_lease(backend):
     a = backend.open()
-    a.create_job(job("job-1"))
+    create_job(a, job("job-1"))
     before = now()
     claimed = a.claim_next_job("replica-a")
     assert (claimed.state, claimed.owner, claimed.attempts) == (JOB_RUNNING, "replica-a", 1)
@@ -56,7 +56,7 @@ def test_a_claim_records_the_replica_and_its_lease(backend):
 def test_heartbeats_keep_a_job_and_say_which_are_still_ours(backend):
     a, b = backend.open(), backend.open()
     for i in range(3):
-        a.create_job(job(f"job-{i}"))
+        create_job(a, job(f"job-{i}"))
     a.claim_next_job("replica-a")
     a.claim_next_job("replica-a")
     b.claim_next_job("replica-b")
@@ -76,7 +76,7 @@ def test_heartbeats_keep_a_job_and_say_which_are_still_ours(backend):
 
 def test_a_dead_replicas_job_is_requeued_after_its_lease_and_claimed_again(backend):
     a, b = backend.open(), backend.open()
-    a.create_job(job("job-1"))
+    create_job(a, job("job-1"))
     a.claim_next_job("replica-a")
     assert b.requeue_expired_jobs(max_attempts=2, lease_s=LEASE_S) == []  # still live
     expire()  # replica a stops heartbeating: it was killed
@@ -91,7 +91,7 @@ def test_a_dead_replicas_job_is_requeued_after_its_lease_and_claimed_again(backe
 
 def test_an_expired_job_out_of_attempts_fails_with_the_reason(backend):
     a, b = backend.open(), backend.open()
-    a.create_job(job("job-1"))
+    create_job(a, job("job-1"))
     a.claim_next_job("replica-a")
     expire()
     (failed,) = b.requeue_expired_jobs(max_attempts=1, lease_s=LEASE_S)
@@ -105,7 +105,7 @@ def test_an_expired_job_out_of_attempts_fails_with_the_reason(backend):
 def test_a_replica_starting_recovers_its_own_jobs_at_once_but_not_a_live_replicas(backend):
     a, b = backend.open(), backend.open()
     for i in range(2):
-        a.create_job(job(f"job-{i}"))
+        create_job(a, job(f"job-{i}"))
     a.claim_next_job("replica-a")  # job-0: a is alive and renewing
     b.claim_next_job("replica-b")  # job-1: b was restarted (its workers died with it)
     restarted = backend.open()
@@ -117,7 +117,7 @@ def test_a_replica_starting_recovers_its_own_jobs_at_once_but_not_a_live_replica
 
 def test_recovery_at_start_also_takes_expired_leases_of_other_replicas(backend):
     a = backend.open()
-    a.create_job(job("job-1"))
+    create_job(a, job("job-1"))
     a.claim_next_job("replica-a")
     expire()
     changed = backend.open().recover_interrupted_jobs(2, "replica-b", lease_s=LEASE_S)
@@ -127,7 +127,7 @@ def test_recovery_at_start_also_takes_expired_leases_of_other_replicas(backend):
 def test_a_running_job_from_before_leases_counts_as_expired(backend):
     """Rows written before migration 4 have no owner and no heartbeat."""
     a = backend.open()
-    a.create_job(job("job-1"))
+    create_job(a, job("job-1"))
     a.claim_next_job()
     with a._tx() as c:
         c.execute("UPDATE jobs SET owner = '', heartbeat_at = NULL WHERE id = ?", ("job-1",))
@@ -138,20 +138,20 @@ def test_a_running_job_from_before_leases_counts_as_expired(backend):
 def test_the_queue_bound_refuses_the_next_job_and_changes_nothing(backend):
     a = backend.open()
     for i in range(3):
-        a.create_job(job(f"job-{i}"), max_queued=3)
+        create_job(a, job(f"job-{i}"), max_queued=3)
     with pytest.raises(ResourceExhausted, match=r"3 job\(s\) QUEUED.*PARETO_MAX_QUEUED_JOBS=3"):
-        a.create_job(job("job-3"), max_queued=3)
+        create_job(a, job("job-3"), max_queued=3)
     assert [j.id for j in a.list_jobs()] == ["job-2", "job-1", "job-0"]
     assert a.list_events("job-3") == []
     a.claim_next_job("replica-a")  # a running job no longer counts
-    assert a.create_job(job("job-3"), max_queued=3).state == JOB_QUEUED
-    assert a.create_job(job("job-4")).state == JOB_QUEUED  # 0: no bound
+    assert create_job(a, job("job-3"), max_queued=3).state == JOB_QUEUED
+    assert create_job(a, job("job-4")).state == JOB_QUEUED  # 0: no bound
 
 
 def test_job_records_keep_their_new_fields(backend):
     a = backend.open()
     given = JobRecord("job-1", "m", 1, (), {}, {}, {}, owner="someone", heartbeat_at=now())
-    created = a.create_job(given)
+    created = create_job(a, given)
     assert (created.owner, created.heartbeat_at) == ("", None)  # a new job is nobody's
     assert a.get_job("job-1") == created
 
@@ -163,7 +163,7 @@ def test_a_fenced_worker_writes_nothing_once_its_job_was_taken(backend):
     from service.store.records import JobEvent
 
     a, b, worker = backend.open(), backend.open(), backend.open()
-    a.create_job(job("job-1"))
+    create_job(a, job("job-1"))
     claimed = a.claim_next_job("replica-a")
     worker.fence("job-1", claimed.attempts)
     worker.add_event(JobEvent("job-1", 0, JOB_RUNNING, "step", 10.0, "still ours"))

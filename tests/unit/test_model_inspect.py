@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import tarfile
 import zipfile
@@ -15,6 +17,7 @@ from pareto_core.errors import InvalidArgument
 from pareto_core.tensors import TensorSpec
 from runtimes import pt2_inspect
 from service.catalog.model_inspect import inspect_model
+from service.catalog.uploads import UploadRequest
 
 LIMIT = 64 * 1024 * 1024
 
@@ -356,3 +359,25 @@ def test_sympify_is_checked_while_loading():
     with pt2_inspect._locked_down(), pytest.raises(pt2_inspect.ArchiveRejected):
         sympy.sympify("__import__('os').getpid()")
     assert sympy.sympify("s0 + 1", locals={}) == sympy.Symbol("s0") + 1
+
+
+def test_pt2_whose_weight_unpacks_far_beyond_its_size_is_refused(tmp_path, pt2_bytes, store):
+    """A 100 MB weight of zeros deflates to ~100 KB: over PARETO_MAX_EXPANSION_RATIO times
+    the archive, refused before any helper process loads it; nothing is stored."""
+    bomb = io.BytesIO()
+    with (
+        zipfile.ZipFile(io.BytesIO(pt2_bytes)) as source,
+        zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as target,
+    ):
+        for name in source.namelist():
+            data = source.read(name)
+            target.writestr(name, bytes(100 * 1024 * 1024) if name.endswith("weight_0") else data)
+    data = bomb.getvalue()
+    request = UploadRequest("bomb", "torch_export", len(data), hashlib.sha256(data).hexdigest())
+    with (
+        pytest.raises(InvalidArgument, match="unpacks to more than"),
+        store.uploader.begin(request) as upload,
+    ):
+        upload.write(data)
+        upload.finish()
+    store.assert_no_trace()

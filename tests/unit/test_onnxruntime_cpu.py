@@ -14,6 +14,7 @@ from onnx import TensorProto, helper, numpy_helper
 from pareto_core.errors import FailedPrecondition, Internal, InvalidArgument
 from pareto_core.tensors import Signature, TensorSpec
 from runtimes.onnxruntime_cpu import OnnxRuntimeCpu, OrtOptions, OrtSession, session_options_from
+from runtimes.options import host_cpus
 
 OPSET = 17
 IR_VERSION = 8
@@ -109,16 +110,17 @@ def test_run_matches_direct_session(linear_model: Path, options: dict | None):
 
 
 def test_session_options_from_applies_every_field():
+    cpus = host_cpus()  # thread options may not ask for more
     so = session_options_from(
         {
-            "intra_op_threads": 3,
-            "inter_op_threads": 2,
+            "intra_op_threads": cpus,
+            "inter_op_threads": 1,
             "graph_optimization_level": "basic",
             "execution_mode": "parallel",
         }
     )
-    assert so.intra_op_num_threads == 3
-    assert so.inter_op_num_threads == 2
+    assert so.intra_op_num_threads == cpus
+    assert so.inter_op_num_threads == 1
     assert so.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     assert so.execution_mode == ort.ExecutionMode.ORT_PARALLEL
     default = session_options_from(None)
@@ -264,3 +266,8 @@ def test_describe_and_available():
     assert description.device == "cpu"
     assert description.accelerated is False
     assert description.details["providers"] == "CPUExecutionProvider"
+
+
+def test_thread_options_are_bounded_by_the_hosts_cpus():
+    with pytest.raises(InvalidArgument, match=f"at most the {host_cpus()} CPUs of this host"):
+        session_options_from({"intra_op_threads": 8000})

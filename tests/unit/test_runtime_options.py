@@ -54,9 +54,9 @@ def test_calibration_dataset_is_resolved_and_paths_are_refused(tmp_path):
 def test_the_ort_settings_are_the_default_options_of_onnxruntime_cpu():
     from service.settings import Settings
 
-    settings = Settings(ort_intra_op_threads=3, runtime_options={"triton_remote": {"url": "t:1"}})
+    settings = Settings(ort_intra_op_threads=1, runtime_options={"triton_remote": {"url": "t:1"}})
     defaults = settings.runtime_defaults()
-    assert defaults["onnxruntime_cpu"]["intra_op_threads"] == 3
+    assert defaults["onnxruntime_cpu"]["intra_op_threads"] == 1
     assert defaults["triton_remote"] == {"url": "t:1"}
 
 

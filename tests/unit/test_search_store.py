@@ -11,6 +11,7 @@ import pytest
 
 from service.search.study import open_storage, quiet, storage_url
 from service.store.records import JobRecord
+from tests.helpers.store_backends import create_job
 
 
 def job(job_id: str) -> JobRecord:
@@ -35,8 +36,8 @@ def test_spec_and_result_round_trip_and_the_latest_search_of_a_model(repo):
     assert repo.get_search("job-000001") is None and repo.latest_search("m") is None
     for job_id in ("job-000001", "job-000002"):
         repo.add_search(job_id, {"study": f"pareto:m:{job_id}", "n_trials": 3})
-        repo.create_job(job(job_id))
-    repo.create_job(job("job-000003"))  # a recipe job: not a search
+        create_job(repo, job(job_id))
+    create_job(repo, job("job-000003"))  # a recipe job: not a search
     repo.put_search_result("job-000001", {"frontier": [2, 0], "message": "x", "q": float("nan")})
     first = repo.get_search("job-000001")
     assert first.spec == {"study": "pareto:m:job-000001", "n_trials": 3}

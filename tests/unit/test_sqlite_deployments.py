@@ -18,7 +18,13 @@ from service.store.deployment_records import (
     TargetSpec,
 )
 from service.store.sql_codec import now
-from tests.helpers.store_backends import BACKENDS, StoreBackend, store_backend
+from tests.helpers.store_backends import (
+    BACKENDS,
+    StoreBackend,
+    add_deployment,
+    ensure_model,
+    store_backend,
+)
 
 RECORD = DeploymentRecord(
     name="minilm",
@@ -42,11 +48,11 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreBac
 
 def test_round_trip_update_and_delete(backend):
     repo = backend.open()
-    stored = repo.add_deployment(RECORD)
+    stored = add_deployment(repo, RECORD)
     assert stored.revision == 1 and stored.created_at is not None
     assert repo.get_deployment("minilm") == stored
     with pytest.raises(AlreadyExists):
-        repo.add_deployment(RECORD)
+        add_deployment(repo, RECORD)
 
     changed = repo.update_deployment(stored.with_weights({"1": 100.0, "var-0a0b0c": 0.0}))
     assert changed.revision == 2 and changed.targets[0].weight == 100.0
@@ -61,3 +67,25 @@ def test_round_trip_update_and_delete(backend):
     assert repo.delete_deployment("minilm") == changed
     with pytest.raises(NotFound):
         repo.get_deployment("minilm")
+
+
+def test_a_deployment_of_a_missing_model_or_variant_is_not_stored(backend):
+    repo = backend.open()
+    with pytest.raises(NotFound, match="model 'minilm' not found"):
+        repo.add_deployment(RECORD)
+    ensure_model(repo, "minilm")
+    with pytest.raises(NotFound, match="variant 'var-0a0b0c'"):
+        repo.add_deployment(RECORD)
+    assert repo.list_deployments() == []
+
+
+def test_a_deployed_model_or_variant_cannot_be_deleted(backend):
+    repo = backend.open()
+    add_deployment(repo, RECORD)
+    with pytest.raises(FailedPrecondition, match="deployment"):
+        repo.delete_model("minilm")
+    with pytest.raises(FailedPrecondition, match="deployment"):
+        repo.delete_variant("var-0a0b0c")
+    repo.delete_deployment("minilm")
+    repo.delete_variant("var-0a0b0c")
+    assert [r.name for r in repo.delete_model("minilm")] == ["minilm"]

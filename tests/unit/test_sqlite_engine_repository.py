@@ -27,7 +27,7 @@ from service.store.records import (
     VariantRecord,
 )
 from service.store.sqlite_repository import _MIGRATIONS, SCHEMA_VERSION, SqliteRepository
-from tests.helpers.store_backends import BACKENDS, StoreBackend, store_backend
+from tests.helpers.store_backends import BACKENDS, StoreBackend, create_job, store_backend
 
 SIG = Signature((TensorSpec("x", "FP32", (-1, 3)),), (TensorSpec("y", "FP32", (-1, 2)),))
 RECIPE = RecipeSpec(
@@ -123,7 +123,7 @@ def test_dataset_round_trip_duplicate_and_delete(repo):
 
 def test_a_dataset_cannot_be_deleted_while_an_active_job_uses_it(repo):
     repo.add_dataset(dataset())
-    repo.create_job(job(datasets={"calibration": "calib"}))
+    create_job(repo, job(datasets={"calibration": "calib"}))
     with pytest.raises(FailedPrecondition, match=r"'calib' is used by .*job-1"):
         repo.delete_dataset("calib")
     repo.claim_next_job()
@@ -135,7 +135,7 @@ def test_a_dataset_cannot_be_deleted_while_an_active_job_uses_it(repo):
 
 def test_a_job_naming_a_missing_dataset_is_not_created(repo):
     with pytest.raises(NotFound, match=r"datasets\['evaluation'\]: dataset 'gone' not found"):
-        repo.create_job(job(datasets={"evaluation": "gone"}))
+        create_job(repo, job(datasets={"evaluation": "gone"}))
     assert repo.list_jobs() == []
 
 
@@ -145,7 +145,7 @@ def test_a_job_naming_a_missing_dataset_is_not_created(repo):
 def test_create_job_is_queued_with_its_first_event(repo):
     repo.add_dataset(dataset())
     given = job(datasets={"calibration": "calib"}, state=JOB_SUCCEEDED, attempts=7)
-    created = repo.create_job(given)
+    created = create_job(repo, given)
     assert (created.state, created.attempts, created.percent) == (JOB_QUEUED, 0, 0.0)
     assert created.created_at is not None and created.started_at is None
     assert repo.get_job("job-1") == created
@@ -153,14 +153,14 @@ def test_create_job_is_queued_with_its_first_event(repo):
     (event,) = repo.list_events("job-1")
     assert (event.sequence, event.state) == (1, JOB_QUEUED) and "queued" in event.message
     with pytest.raises(AlreadyExists):
-        repo.create_job(job())
+        create_job(repo, job())
     with pytest.raises(NotFound, match="job 'nope' not found"):
         repo.get_job("nope")
 
 
 def test_list_jobs_newest_first_and_by_model(repo):
     for i, model in enumerate(["a", "b", "a"]):
-        repo.create_job(job(f"job-{i}", model))
+        create_job(repo, job(f"job-{i}", model))
     assert [j.id for j in repo.list_jobs()] == ["job-2", "job-1", "job-0"]
     assert [j.id for j in repo.list_jobs("a")] == ["job-2", "job-0"]
     assert repo.list_jobs("c") == []
@@ -168,8 +168,8 @@ def test_list_jobs_newest_first_and_by_model(repo):
 
 def test_claim_takes_the_oldest_queued_job(repo):
     assert repo.claim_next_job() is None
-    repo.create_job(job("job-1"))
-    repo.create_job(job("job-2"))
+    create_job(repo, job("job-1"))
+    create_job(repo, job("job-2"))
     claimed = repo.claim_next_job()
     assert (claimed.id, claimed.state, claimed.attempts) == ("job-1", JOB_RUNNING, 1)
     assert claimed.started_at is not None and repo.get_job("job-1") == claimed
@@ -180,7 +180,7 @@ def test_claim_takes_the_oldest_queued_job(repo):
 def test_jobs_are_counted_by_state(repo):
     assert repo.count_jobs_by_state() == {}
     for i in range(3):
-        repo.create_job(job(f"job-{i}"))
+        create_job(repo, job(f"job-{i}"))
     repo.claim_next_job()
     assert repo.count_jobs_by_state() == {JOB_QUEUED: 2, JOB_RUNNING: 1}
 
@@ -188,7 +188,7 @@ def test_jobs_are_counted_by_state(repo):
 def test_two_repositories_on_one_database_never_claim_the_same_job(backend):
     setup = backend.open()
     for i in range(40):
-        setup.create_job(job(f"job-{i:02d}"))
+        create_job(setup, job(f"job-{i:02d}"))
     claimers = [backend.open() for _ in range(2)]
     claimed: list[list[str]] = [[], []]
     start = threading.Barrier(2)
@@ -209,7 +209,7 @@ def test_two_repositories_on_one_database_never_claim_the_same_job(backend):
 
 
 def test_update_job_sets_fields_and_final_states_stick(repo):
-    repo.create_job(job())
+    create_job(repo, job())
     repo.claim_next_job()
     updated = repo.update_job("job-1", percent=40.0, variant_ids=["var-1"])
     assert (updated.percent, updated.variant_ids, updated.finished_at) == (40.0, ("var-1",), None)
@@ -221,7 +221,7 @@ def test_update_job_sets_fields_and_final_states_stick(repo):
 
 
 def test_update_job_rejects_bad_fields(repo):
-    repo.create_job(job())
+    create_job(repo, job())
     with pytest.raises(TypeError, match="attempts"):
         repo.update_job("job-1", attempts=5)
     with pytest.raises(InvalidArgument, match="state must be one of"):
@@ -233,7 +233,7 @@ def test_update_job_rejects_bad_fields(repo):
 
 def test_recover_requeues_running_jobs_until_max_attempts(repo):
     for i in range(4):
-        repo.create_job(job(f"job-{i}"))
+        create_job(repo, job(f"job-{i}"))
     repo.claim_next_job()  # job-0: attempt 1
     repo.claim_next_job()  # job-1: attempt 1, then finished
     repo.update_job("job-1", state=JOB_SUCCEEDED)
@@ -253,8 +253,8 @@ def test_recover_requeues_running_jobs_until_max_attempts(repo):
 
 
 def test_events_are_numbered_per_job(repo):
-    repo.create_job(job("job-1"))
-    repo.create_job(job("job-2"))
+    create_job(repo, job("job-1"))
+    create_job(repo, job("job-2"))
     first = repo.add_event(JobEvent("job-1", 0, JOB_RUNNING, "step", 10.0, "m", {"loss": 0.5}))
     assert first.sequence == 2 and first.time is not None  # 1 is the QUEUED event
     repo.add_event(JobEvent("job-1", 99, JOB_RUNNING, "step", 20.0, "n"))
@@ -272,7 +272,7 @@ def test_events_are_numbered_per_job(repo):
 
 def test_concurrent_events_from_two_repositories_get_distinct_sequences(backend):
     repos = [backend.open() for _ in range(2)]
-    repos[0].create_job(job())
+    create_job(repos[0], job())
 
     def emit(r) -> None:
         for i in range(25):
@@ -312,10 +312,30 @@ def test_referenced_blobs_cover_models_datasets_and_variants(repo):
     repo.add_model(ModelRecord("m", 0, "onnx", "a" * 64, 1, SIG), False)
     repo.add_dataset(dataset(sha="b" * 64))
     repo.add_variant(variant(sha="c" * 64))
-    repo.add_variant(replace(variant("var-0002"), sha256="a" * 64))  # shares the model's blob
+    # shares the model's blob (its parent is another model: "m" can go while it stays)
+    repo.add_variant(replace(variant("var-0002", model="other"), sha256="a" * 64))
     assert repo.referenced_blobs() == {"a" * 64, "b" * 64, "c" * 64}
     repo.delete_dataset("calib")
     repo.delete_variant("var-0001")
     assert repo.referenced_blobs() == {"a" * 64}
     repo.delete_model("m")
     assert repo.referenced_blobs() == {"a" * 64}  # still the variant's
+
+
+def test_a_model_with_an_active_job_or_a_variant_cannot_be_deleted(repo):
+    repo.add_model(ModelRecord("m", 0, "onnx", "a" * 64, 1, SIG), False)
+    repo.create_job(job())
+    with pytest.raises(FailedPrecondition, match="job-1"):
+        repo.delete_model("m")
+    repo.update_job("job-1", state=JOB_CANCELLED)
+    repo.add_variant(variant())
+    with pytest.raises(FailedPrecondition, match="var-0001"):
+        repo.delete_model("m")
+    repo.delete_variant("var-0001")
+    assert [r.name for r in repo.delete_model("m")] == ["m"]
+
+
+def test_a_job_for_a_model_that_is_gone_is_not_created(repo):
+    with pytest.raises(NotFound, match="model 'm' version 1 not found"):
+        repo.create_job(job())
+    assert repo.list_jobs() == []
