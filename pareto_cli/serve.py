@@ -54,5 +54,5 @@ def serve(host: str | None, port: int | None, metrics_port: int | None, data_dir
     # (Python runs signal handlers in the main thread only, between bytecodes).
     while not stop.wait(SIGNAL_POLL_S):
         pass
-    server.stop(grace=settings.shutdown_grace_s)
+    server.stop(grace=settings.shutdown_grace_s, delay=settings.shutdown_delay_s)
     sys.exit(0)

@@ -56,6 +56,12 @@ INFERENCE_QUEUE_DURATION = Histogram(
     _SERVING,
     buckets=_LATENCY_BUCKETS,
 )
+INFERENCE_BATCH_SIZE = Histogram(
+    "pareto_inference_batch_size",
+    "Rows per run of the model: the size of a dynamic batch (1 for a request alone).",
+    _SERVING,
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096),
+)
 INFERENCE_IN_FLIGHT = Gauge(
     "pareto_inference_in_flight",
     "Inference calls admitted and not finished (waiting for a gRPC thread or running); "

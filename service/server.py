@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from concurrent import futures
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -49,6 +50,7 @@ from service.deployments.manager import DeploymentManager
 from service.deployments.shadow import ShadowQueue
 from service.deployments.sync import DeploymentSync
 from service.jobs.scheduler import JobScheduler
+from service.serving.configs import ServingConfigs
 from service.serving.dataplane import DataPlane
 from service.serving.executor import Executor
 from service.serving.prepare import RuntimePreparer
@@ -119,13 +121,16 @@ class GatewayServer:
                 "removed %d blob(s) no record refers to (interrupted uploads)", len(orphans)
             )
         self.preparer = RuntimePreparer(self.blobs.root, s.runtime_defaults(), self._dataset_path)
+        self.configs = ServingConfigs(self.repo, s.resolve_cache_s)
         self.sessions = SessionManager(
             ServableResolver(self.repo, s.resolve_cache_s),
             self.blobs,
             self.preparer,
             s.load_on_demand,
             s.measure_memory,
+            self.configs.get,
         )
+        self.configs.changed = self.sessions.reconfigure
         executor = Executor(self.sessions, s.max_request_bytes)
         self.scheduler = JobScheduler(self.repo, s)
         self.deployments = DeploymentManager(
@@ -178,7 +183,12 @@ class GatewayServer:
         }
         uploader = Uploader(self.blobs, self.repo, **limits)
         models_pb2_grpc.add_ModelServiceServicer_to_server(
-            ModelServicer(uploader, self.repo, ModelCatalog(self.repo, self.blobs, self.sessions)),
+            ModelServicer(
+                uploader,
+                self.repo,
+                ModelCatalog(self.repo, self.blobs, self.sessions),
+                self.configs,
+            ),
             server,
         )
         datasets_pb2_grpc.add_DatasetServiceServicer_to_server(
@@ -223,10 +233,15 @@ class GatewayServer:
         """The stored .npz of dataset `name` (NotFound if none): runtimes' calibration."""
         return self.blobs.path(self.repo.get_dataset(name).sha256)
 
-    def stop(self, grace: float = 5.0) -> None:
-        """Stop taking calls, let in-flight ones finish within `grace`, release everything."""
+    def stop(self, grace: float = 5.0, delay: float = 0.0) -> None:
+        """Turn NOT_SERVING (health, readiness) but go on serving for `delay` seconds, so
+        that load balancers and clients stop sending; then stop taking calls, let those in
+        flight (batched ones waiting in a queue too) finish within `grace`, and release
+        everything."""
         self._ready.clear()
         self._health.enter_graceful_shutdown()
+        if delay > 0:
+            time.sleep(delay)
         self._grpc.stop(grace).wait()
         if self._health_grpc is not None:
             self._health_grpc.stop(0)

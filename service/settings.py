@@ -93,6 +93,13 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = Field(
         5.0, ge=0, description="On SIGTERM: how long in-flight calls may take to finish."
     )
+    shutdown_delay_s: float = Field(
+        1.0,
+        ge=0,
+        le=600,
+        description="On SIGTERM: how long the server goes on serving after it turned "
+        "NOT_SERVING, before it stops taking calls (clients and load balancers see it first).",
+    )
     ort_intra_op_threads: Threads = Field(0, description="ONNX Runtime intra-op threads.")
     ort_inter_op_threads: Threads = Field(0, description="ONNX Runtime inter-op threads.")
     ort_graph_optimization_level: Literal["disable", "basic", "extended", "all"] = "all"

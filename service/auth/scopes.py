@@ -28,6 +28,8 @@ _SERVICES: dict[str, dict[str, str]] = {
         "DeleteModel": ADMIN,
         "ListModels": READ,
         "GetModel": READ,
+        "SetServingConfig": ADMIN,
+        "GetServingConfig": READ,
     },
     "pareto.v1.DatasetService": {
         "UploadDataset": ADMIN,

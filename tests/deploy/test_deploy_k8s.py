@@ -334,3 +334,16 @@ def test_cluster_overlay_shares_state():
     for policy in objects(docs, "NetworkPolicy").values():
         egress_ports = {p["port"] for rule in policy["spec"]["egress"] for p in rule["ports"]}
         assert 5432 in egress_ports
+
+
+def test_termination_leaves_time_to_drain(rendered):
+    """preStop, then the server's delay and grace, all before the kubelet's SIGKILL."""
+    _, docs = rendered
+    (cm,) = objects(docs, "ConfigMap").values()
+    gateway = objects(docs, "Deployment")["pareto-gateway"]
+    pod = gateway["spec"]["template"]["spec"]
+    pre_stop = containers(gateway)[0]["lifecycle"]["preStop"]["sleep"]["seconds"]
+    delay = float(cm["data"]["PARETO_SHUTDOWN_DELAY_S"])
+    grace = float(cm["data"]["PARETO_SHUTDOWN_GRACE_S"])
+    assert pre_stop >= 1 and delay > 0
+    assert pod["terminationGracePeriodSeconds"] > pre_stop + delay + grace
