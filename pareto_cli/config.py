@@ -37,6 +37,7 @@ def _names(text: str | None) -> list[str] | None:
 @click.option("--preferred", default=None, help="Preferred batch sizes, e.g. 8,16.")
 @click.option("--max-queue-size", type=int, default=None, help="Requests waiting at most.")
 @click.option("--pad", default=None, help="Inputs that may be padded, e.g. input_ids,mask.")
+@click.option("--instances", type=int, default=None, help="Runs at once (0: one per host CPU).")
 @click.option("--warmup-runs", type=int, default=None, help="Warm-up runs per batch size.")
 @click.option("--warmup-batch-sizes", default=None, help="Warm-up batch sizes, e.g. 1,8.")
 @json_option
@@ -49,6 +50,7 @@ def config(
     preferred: str | None,
     max_queue_size: int | None,
     pad: str | None,
+    instances: int | None,
     warmup_runs: int | None,
     warmup_batch_sizes: str | None,
     as_json: bool,
@@ -62,6 +64,7 @@ def config(
         "preferred_batch_sizes": _numbers(preferred, "--preferred"),
         "max_queue_size": max_queue_size,
         "pad_inputs": _names(pad),
+        "instances": instances,
     }
     warmup = {
         "runs": warmup_runs,
@@ -96,7 +99,8 @@ def _show(name: str, current: models_pb2.ServingConfig) -> None:
     enabled = ("on" if b.enabled else "off") if b.HasField("enabled") else "auto"
     click.echo(
         f"{name}: batching {enabled}, max batch {b.max_batch_size}, "
-        f"queue delay {b.max_queue_delay_us} us, queue size {b.max_queue_size}"
+        f"queue delay {b.max_queue_delay_us} us, queue size {b.max_queue_size}, "
+        f"instances {b.instances or 'one per CPU'}"
     )
     if b.preferred_batch_sizes:
         click.echo(f"  preferred batch sizes: {list(b.preferred_batch_sizes)}")

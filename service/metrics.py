@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -191,6 +192,29 @@ UPLOAD_BYTES = Counter(
     "pareto_upload_bytes",
     "Bytes received in model uploads, whether or not the upload succeeded.",
 )
+
+
+@dataclass
+class ModelMeters:
+    """One loaded model's per-request metrics, bound to its labels once at load: every
+    `labels()` call takes a lock and a lookup, several times per request otherwise."""
+
+    labels: tuple[str, str, str]
+    duration: Histogram = field(init=False)
+    queue: Histogram = field(init=False)
+    batch_size: Histogram = field(init=False)
+    _requests: dict[str, Counter] = field(init=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.duration = INFERENCE_DURATION.labels(*self.labels)
+        self.queue = INFERENCE_QUEUE_DURATION.labels(*self.labels)
+        self.batch_size = INFERENCE_BATCH_SIZE.labels(*self.labels)
+
+    def requests(self, code: str) -> Counter:
+        counter = self._requests.get(code)
+        if counter is None:
+            counter = self._requests[code] = INFERENCE_REQUESTS.labels(*self.labels, code)
+        return counter
 
 
 @contextmanager

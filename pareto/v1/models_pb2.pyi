@@ -122,20 +122,22 @@ class DeleteModelResponse(_message.Message):
     def __init__(self, deleted: _Optional[_Iterable[_Union[Model, _Mapping]]] = ...) -> None: ...
 
 class BatchingConfig(_message.Message):
-    __slots__ = ("enabled", "max_batch_size", "max_queue_delay_us", "preferred_batch_sizes", "max_queue_size", "pad_inputs")
+    __slots__ = ("enabled", "max_batch_size", "max_queue_delay_us", "preferred_batch_sizes", "max_queue_size", "pad_inputs", "instances")
     ENABLED_FIELD_NUMBER: _ClassVar[int]
     MAX_BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     MAX_QUEUE_DELAY_US_FIELD_NUMBER: _ClassVar[int]
     PREFERRED_BATCH_SIZES_FIELD_NUMBER: _ClassVar[int]
     MAX_QUEUE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAD_INPUTS_FIELD_NUMBER: _ClassVar[int]
+    INSTANCES_FIELD_NUMBER: _ClassVar[int]
     enabled: bool
     max_batch_size: int
     max_queue_delay_us: int
     preferred_batch_sizes: _containers.RepeatedScalarFieldContainer[int]
     max_queue_size: int
     pad_inputs: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, enabled: _Optional[bool] = ..., max_batch_size: _Optional[int] = ..., max_queue_delay_us: _Optional[int] = ..., preferred_batch_sizes: _Optional[_Iterable[int]] = ..., max_queue_size: _Optional[int] = ..., pad_inputs: _Optional[_Iterable[str]] = ...) -> None: ...
+    instances: int
+    def __init__(self, enabled: _Optional[bool] = ..., max_batch_size: _Optional[int] = ..., max_queue_delay_us: _Optional[int] = ..., preferred_batch_sizes: _Optional[_Iterable[int]] = ..., max_queue_size: _Optional[int] = ..., pad_inputs: _Optional[_Iterable[str]] = ..., instances: _Optional[int] = ...) -> None: ...
 
 class WarmupDims(_message.Message):
     __slots__ = ("dims",)

@@ -265,7 +265,7 @@ def serving_config_from_proto(message: models_pb2.ServingConfig) -> dict[str, An
     data: dict[str, Any] = {"batching": {}, "warmup": {}}
     if batching.HasField("enabled"):
         data["batching"]["enabled"] = batching.enabled
-    for field in ("max_batch_size", "max_queue_delay_us", "max_queue_size"):
+    for field in ("max_batch_size", "max_queue_delay_us", "max_queue_size", "instances"):
         if getattr(batching, field):
             data["batching"][field] = getattr(batching, field)
     if batching.preferred_batch_sizes:
@@ -290,6 +290,7 @@ def serving_config_to_proto(config: ServingConfig) -> models_pb2.ServingConfig:
             preferred_batch_sizes=list(batching.preferred_batch_sizes),
             max_queue_size=batching.max_queue_size,
             pad_inputs=list(batching.pad_inputs),
+            instances=batching.instances,
         ),
         warmup=models_pb2.WarmupConfig(runs=warmup.runs, batch_sizes=list(warmup.batch_sizes)),
     )

@@ -11,6 +11,7 @@ from typing import Any
 
 from tritonclient.grpc import service_pb2 as pb
 
+from runtimes.options import host_cpus
 from runtimes.triton_config import ExportSettings, build_config
 from service.serving.config import ServingConfig
 from service.serving.servables import Servable
@@ -27,6 +28,7 @@ def model_config(name: str, servable: Servable, runtime: str, config: ServingCon
         max_batch_size=config.batching.max_batch_size if batching else 0,
         preferred_batch_sizes=config.batching.preferred_batch_sizes,
         max_queue_delay_us=config.batching.max_queue_delay_us,
+        instance_count=(config.batching.instances or host_cpus()) if batching else 1,
         tensorrt=False,
     )
     message = build_config(name, servable.signature, settings)

@@ -1,15 +1,17 @@
 """Dynamic batching of one loaded model: requests that arrive together run as one batch.
 
 Each request waits in a FIFO queue (at most `max_queue_size`; more are RESOURCE_EXHAUSTED).
-One thread per batcher takes the oldest request and every later one that can share its
-run: the same dtypes and non-batch dims (inputs listed in `pad_inputs` may differ there:
-they are padded with zeros to the largest), up to `max_batch_size` rows, stopping early at
+`instances` threads (runs of the model at once) each take the oldest request and every
+later one that can share its run: the same dtypes and non-batch dims (inputs listed in
+`pad_inputs` may differ there: they are padded with zeros to the largest), up to
+`max_batch_size` rows, stopping early at
 a preferred batch size, waiting at most `max_queue_delay_us` after the oldest arrived
 (0: only what is already waiting). Requests that cannot share wait for a later batch,
 in order. The batch's inputs are concatenated on the first axis, run once, and each
 request gets exactly its own rows of each output it asked for. A request whose deadline
 passes while it waits is answered DEADLINE_EXCEEDED without running; if a batch fails,
-its requests run one by one, so one bad request fails alone.
+its requests run one by one, so one bad request fails alone. Without a queue delay, a
+request that finds the queue empty and an instance free runs at once on its own thread.
 """
 
 from __future__ import annotations
@@ -64,15 +66,23 @@ class Batcher:
         config: BatchingConfig,
         on_batch: Callable[[int, float, float, float], None] = lambda rows, p, r, s: None,
         name: str = "batcher",
+        instances: int = 1,
     ) -> None:
+        """`instances`: runs of the model at once (Triton's instance count)."""
         self._session = session
         self.config = config
         self._on_batch = on_batch
         self._queue: deque[_Request] = deque()
         self._cond = threading.Condition()
         self._closed = False
-        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
-        self._thread.start()
+        self._instances = instances
+        self._running = 0  # runs in progress, inline ones included
+        self._threads = [
+            threading.Thread(target=self._loop, name=f"{name}-{k}", daemon=True)
+            for k in range(instances)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def submit(
         self,
@@ -82,7 +92,11 @@ class Batcher:
         on_start: Callable[[], None] = lambda: None,
     ) -> tuple[Outputs, Timing]:
         """Run `inputs` in some batch; blocks until its rows are back. `on_start` is called
-        (on the batching thread) when the batch it is in begins to run."""
+        when the batch it is in begins to run.
+
+        With no queue delay, a request that finds the queue empty and an instance free
+        runs at once on the caller's thread: batching costs nothing at low load, and
+        batches form from the requests that arrive while every instance is busy."""
         rows = _rows(inputs)
         key = _compatibility(inputs, set(self.config.pad_inputs))
         request = _Request(inputs, wanted, rows, key, deadline, time.monotonic(), on_start)
@@ -92,14 +106,26 @@ class Batcher:
         with self._cond:
             if self._closed:
                 raise Unavailable("the model is being unloaded; retry")
-            if len(self._queue) >= self.config.max_queue_size:
+            inline = (
+                not self._queue
+                and self._running < self._instances
+                and self.config.max_queue_delay_us == 0
+            )
+            if inline:
+                self._running += 1
+                request.taken = True
+            elif len(self._queue) >= self.config.max_queue_size:
                 raise ResourceExhausted(
                     f"the model's batching queue is full ({self.config.max_queue_size} "
                     "requests waiting, max_queue_size); retry later"
                 )
-            self._queue.append(request)
-            self._cond.notify_all()
-        self._wait(request)
+            else:
+                self._queue.append(request)
+                self._cond.notify_all()
+        if inline:
+            self._run_counted([request])
+        else:
+            self._wait(request)
         return self._result(request)
 
     def _wait(self, request: _Request) -> None:
@@ -120,22 +146,32 @@ class Batcher:
         assert request.outputs is not None
         return request.outputs, request.timing
 
-    # -- the batching thread -----------------------------------------------------------
+    # -- the batching threads ----------------------------------------------------------
 
     def _loop(self) -> None:
         while True:
             batch = self._next_batch()
             if batch is None:
                 return
+            self._run_counted(batch)
+
+    def _run_counted(self, batch: list[_Request]) -> None:
+        """Run a batch that holds one of the instances, then free it."""
+        try:
             self._run(batch)
+        finally:
+            with self._cond:
+                self._running -= 1
+                self._cond.notify_all()
 
     def _next_batch(self) -> list[_Request] | None:
-        """The next batch to run (None once closed and empty), taken off the queue."""
+        """The next batch to run (None once closed and empty), taken off the queue; it
+        holds an instance until `_run_counted` frees it."""
         config = self.config
         with self._cond:
             while True:  # requests may be withdrawn (deadlines) while it waits
-                while not self._queue:
-                    if self._closed:
+                while not self._queue or self._running >= self._instances:
+                    if self._closed and not self._queue:
                         return None
                     self._cond.wait()
                 batch = self._compatible()
@@ -149,6 +185,7 @@ class Batcher:
             for request in batch:
                 self._queue.remove(request)
                 request.taken = True
+            self._running += 1
         return self._drop_expired(batch)
 
     def _compatible(self) -> list[_Request]:
@@ -217,7 +254,8 @@ class Batcher:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-        self._thread.join(timeout=30)
+        for thread in self._threads:
+            thread.join(timeout=30)
 
 
 def _rows(inputs: Inputs) -> int:

@@ -38,6 +38,9 @@ class BatchingConfig(BaseModel):
     # Inputs whose non-batch dims may differ between requests of one batch: they are
     # padded with zeros to the largest (a token mask makes that exact for a pooled model).
     pad_inputs: tuple[str, ...] = ()
+    # Runs of the model at once, each on a batch (Triton's instance count); 0: as many as
+    # the CPUs of the host.
+    instances: int = Field(0, ge=0, le=64)
 
     @model_validator(mode="after")
     def _preferred_within_max(self) -> BatchingConfig:

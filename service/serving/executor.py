@@ -56,27 +56,31 @@ class Executor:
         `counted` False leaves the per-model metrics and statistics alone (shadow copies);
         `deadline` (time.monotonic) is when the caller stops waiting."""
         started = time.perf_counter()
-        labels, key = UNRESOLVED_LABELS, ("", "")
+        meters: metrics.ModelMeters | None = None
+        key = ("", "")
 
         def count(code: str) -> None:
             if not counted:
                 return
-            metrics.INFERENCE_REQUESTS.labels(*labels, code).inc()
-            if code != "OK" and key[0]:
+            if meters is None:  # failed before a model was resolved
+                metrics.INFERENCE_REQUESTS.labels(*UNRESOLVED_LABELS, code).inc()
+                return
+            meters.requests(code).inc()
+            if code != "OK":
                 self.sessions.statistics.failed(key, time.perf_counter() - started)
 
         with metrics.count_outcome(count), self.sessions.acquire(target) as model:
-            labels, key = model.labels, model.servable.key
+            meters, key = model.meters, model.servable.key
             inputs, wanted = decode(model.signature)
             self._check_size(inputs)
-            outputs, timing = model.run(inputs, wanted, deadline, _queued(counted, labels, started))
+            outputs, timing = model.run(inputs, wanted, deadline, _queued(counted, meters, started))
         if counted:
-            self._record(labels, key, started, timing, _rows(inputs))
+            self._record(meters, key, started, timing, _rows(inputs))
         return InferResult(model.servable, model.runtime.name, outputs, inputs, wanted)
 
     def _record(
         self,
-        labels: tuple[str, str, str],
+        meters: metrics.ModelMeters,
         key: tuple[str, str],
         started: float,
         timing: Timing,
@@ -84,7 +88,7 @@ class Executor:
     ) -> None:
         total = time.perf_counter() - started
         queue = timing.started - started
-        metrics.INFERENCE_DURATION.labels(*labels).observe(total)
+        meters.duration.observe(total)
         times = RequestTimes(total, queue, timing.prepare_s, timing.run_s, timing.split_s)
         self.sessions.statistics.succeeded(key, rows, times)
 
@@ -97,12 +101,12 @@ class Executor:
             )
 
 
-def _queued(counted: bool, labels: tuple[str, str, str], started: float) -> Callable[[], None]:
+def _queued(counted: bool, meters: metrics.ModelMeters, started: float) -> Callable[[], None]:
     """What marks the end of a request's wait: its run begins."""
 
     def observe() -> None:
         if counted:
-            metrics.INFERENCE_QUEUE_DURATION.labels(*labels).observe(time.perf_counter() - started)
+            meters.queue.observe(time.perf_counter() - started)
 
     return observe
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from pareto_core.tensors import Signature
 from runtimes.base import Runtime, Session
+from service.metrics import ModelMeters
 from service.serving.batcher import Batcher, Inputs, Timing
 from service.serving.config import DEFAULT, ServingConfig, WarmupConfig
 from service.serving.servables import Servable
@@ -33,6 +34,10 @@ class LoadedModel:
     in_flight: int = 0
     draining: bool = False
     idle: threading.Condition = field(default_factory=threading.Condition)
+    meters: ModelMeters = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.meters = ModelMeters(self.labels)
 
     def run(
         self,

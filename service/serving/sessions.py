@@ -14,6 +14,7 @@ from pareto_core.errors import FailedPrecondition, ParetoError
 from pareto_core.formats import FORMAT_ONNX_BUNDLE
 from runtimes import registry
 from runtimes.base import Runtime
+from runtimes.options import host_cpus
 from service import metrics
 from service.serving.batcher import Batcher
 from service.serving.config import DEFAULT, ServingConfig
@@ -163,10 +164,10 @@ class SessionManager:
 
     def _run_recorder(self, model: LoadedModel) -> Callable[[int, float, float, float], None]:
         """What each run of `model` reports: batch size, Triton statistics."""
-        labels, key = model.labels, model.servable.key
+        batch_size, key = model.meters.batch_size, model.servable.key
 
         def record(rows: int, prepare_s: float, run_s: float, split_s: float) -> None:
-            metrics.INFERENCE_BATCH_SIZE.labels(*labels).observe(rows)
+            batch_size.observe(rows)
             self.statistics.ran(key, rows, prepare_s, run_s, split_s)
 
         return record
@@ -175,7 +176,9 @@ class SessionManager:
         if not model.config.batching_on(model.signature):
             return None
         name = f"batch-{model.servable.model}"
-        return Batcher(model.session, model.config.batching, model.on_run, name)
+        batching = model.config.batching
+        instances = batching.instances or host_cpus()
+        return Batcher(model.session, batching, model.on_run, name, instances)
 
     def reconfigure(self, model_name: str) -> None:
         """Apply model `model_name`'s serving config (batching) to its loaded sessions

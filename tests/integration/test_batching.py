@@ -235,6 +235,7 @@ def test_config_is_checked_and_model_config_reads_like_triton(server, minilm_mod
             max_batch_size=16,
             preferred_batch_sizes=[4, 8],
             max_queue_delay_us=500,
+            instances=2,
         )
         assert stored.batching.max_batch_size == 16
         fetched = client.models.GetServingConfig(models_pb2.GetServingConfigRequest(name="minilm"))
@@ -244,6 +245,7 @@ def test_config_is_checked_and_model_config_reads_like_triton(server, minilm_mod
     assert config.max_batch_size == 16
     assert list(config.dynamic_batching.preferred_batch_size) == [4, 8]
     assert config.dynamic_batching.max_queue_delay_microseconds == 500
+    assert config.instance_group[0].count == 2
     assert [t.name for t in config.input] == list(MINILM_INPUTS)
     assert config.parameters["pareto_sha256"].string_value == server.repo.get_model("minilm").sha256
     assert triton.is_model_ready("minilm")
