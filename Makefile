@@ -59,6 +59,7 @@ bench:
 	$(PY) -m bench.serving
 	$(PY) -m bench.routing
 	$(PY) -m bench.compression
+	$(PY) -m bench.transformers
 	$(PY) -m bench.distillation
 	$(PY) -m bench.runtimes
 	$(PY) -m bench.search

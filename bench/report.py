@@ -22,7 +22,16 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 OUTPUT = ROOT / "docs" / "benchmarks.md"
 
-ORDER = ("serving", "routing", "compression", "distillation", "runtimes", "search", "load")
+ORDER = (
+    "serving",
+    "routing",
+    "compression",
+    "transformers",
+    "distillation",
+    "runtimes",
+    "search",
+    "load",
+)
 FLAG_KEYS = {"ok", "met", "pass", "passed"}  # a record's own verdict on its target
 NAME_KEYS = ("label", "case", "kind", "name", "target")  # what names a record in a list
 CONTAINERS = {"results", "models", "variants", "targets", "ratios", "decision", "cells"}
@@ -86,6 +95,29 @@ TABLES: dict[str, tuple[Table, ...]] = {
             "ratios.accuracy_drop_pp ratios.cosine_mean ratios.top1_agreement",
             "model",
         ),
+    ),
+    "transformers": (
+        Table(
+            "Parent (fp32)",
+            "results.*",
+            "speed_batch parent_p50_ms parent.size_bytes parent.memory_bytes",
+            "model",
+        ),
+        Table(
+            "Variants, as ratios to fp32 (speed at batch 1, sequence 32); fidelity on held-out "
+            "sentences",
+            "results.*.variants",
+            "label ratios.size_x ratios.speedup ratios.speedup_vs_dynamic ratios.cosine_mean "
+            "ratios.cosine_min ratios.nn_top1_agreement ratios.pairwise_spearman",
+            "model",
+        ),
+        Table(
+            "Best int4 weight-only variant",
+            "results.*.weight_only_int4_best",
+            "label size_x speedup cosine_mean",
+            "model",
+        ),
+        Table("Not measured here", "results.*.not_measured", "label reason", "model"),
     ),
     "distillation": (
         Table("MiniLM transfer set", "minilm.sentences", "transfer held_out seq_len"),
