@@ -22,7 +22,16 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 OUTPUT = ROOT / "docs" / "benchmarks.md"
 
-ORDER = ("serving", "routing", "compression", "distillation", "runtimes", "search", "load")
+ORDER = (
+    "serving",
+    "http_stacks",
+    "routing",
+    "compression",
+    "distillation",
+    "runtimes",
+    "search",
+    "load",
+)
 FLAG_KEYS = {"ok", "met", "pass", "passed"}  # a record's own verdict on its target
 NAME_KEYS = ("label", "case", "kind", "name", "target")  # what names a record in a list
 CONTAINERS = {"results", "models", "variants", "targets", "ratios", "decision", "cells"}
@@ -66,6 +75,15 @@ TABLES: dict[str, tuple[Table, ...]] = {
             "case p50_overhead_ms_c1 throughput_ratio throughput_ratio_concurrency",
         ),
         Table("Transport floor (calls that run no model)", "transport_floor", "*"),
+    ),
+    "http_stacks": (
+        Table(
+            "Requests per second per stack and case (medians over rounds)",
+            "cells",
+            "case stack throughput_rps p50_ms p99_ms rps_per_round",
+        ),
+        Table("Throughput relative to the chosen stack", "ratios", "*"),
+        Table("Choice", "decision", "*"),
     ),
     "routing": (
         Table("Router decision", "decision", "kind calls p50_us p99_us"),
