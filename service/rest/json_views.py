@@ -43,7 +43,7 @@ def _numbers(descriptor: Descriptor, data: dict[str, Any]) -> None:
         if entry is not None and entry.GetOptions().map_entry:
             inner = entry.fields_by_name["value"]
             data[field.name] = {k: _value(inner, v) for k, v in value.items()}
-        elif _repeated(field):
+        elif field.is_repeated:
             data[field.name] = [_value(field, v) for v in value]
         else:
             data[field.name] = _value(field, value)
@@ -56,7 +56,3 @@ def _value(field: FieldDescriptor, value: Any) -> Any:
     if field.type in _INT64 and isinstance(value, str):
         return int(value)
     return value
-
-
-def _repeated(field: FieldDescriptor) -> bool:
-    return field.label == FieldDescriptor.LABEL_REPEATED
