@@ -29,7 +29,7 @@ from typing import Any
 
 import uvicorn
 
-from pareto_core.errors import NotFound, ParetoError
+from pareto_core.errors import NotFound
 from service.auth.guard import Guard
 from service.rest import codec
 from service.rest.api import Reply, RestApi
@@ -84,8 +84,8 @@ class RestApp:
             reply = await self._answer(found, headers, receive, arrived)
         except _Disconnected:
             return
-        except ParetoError as exc:
-            reply = self._error(exc, scope["path"])
+        except Exception as exc:  # ParetoErrors answer with their status; bugs with 500
+            reply = self._error(exc, scope["path"][:200])
         await _send(send, reply)
 
     def _match(self, method: str, path: str, headers: dict[str, str]) -> Match:
