@@ -81,8 +81,10 @@ def test_missing_or_bad_token_is_401(auth_url, header):
         ("reader", "/v2/repository/models/tiny/load", True, 403),  # admin
         ("caller", "/v2/repository/models/tiny/load", True, 403),
         ("boss", "/v2/repository/models/tiny/load", True, 200),
-        ("caller", "/v2/models/tiny/config", False, 403),  # ModelConfig: admin, as on gRPC
-        ("boss", "/v2/models/tiny/config", False, 200),
+        ("reader", "/v2/models/tiny/config", False, 403),  # ModelConfig needs infer
+        ("caller", "/v2/models/tiny/config", False, 200),
+        ("caller", "/v2/models/tiny/stats", False, 403),  # ModelStatistics needs read
+        ("reader", "/v2/models/tiny/stats", False, 200),
     ],
 )
 def test_scopes_are_grpcs(auth_url, who, path, post, status):

@@ -50,10 +50,7 @@ def test_every_route_mirrors_a_kserve_grpc_method():
     service = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
     methods = {f"/{service.full_name}/{m.name}" for m in service.methods}
     assert {route.grpc_method for route in ROUTES} <= methods
-    assert {route.grpc_method for route in ROUTES} - set(METHOD_SCOPES) == {
-        f"/{service.full_name}/ModelConfig",  # admin (deny by default) on both ports
-        f"/{service.full_name}/ModelStatistics",
-    }
+    assert {route.grpc_method for route in ROUTES} <= set(METHOD_SCOPES)
 
 
 @pytest.mark.parametrize(
