@@ -246,5 +246,11 @@ class RestServer:
 
 
 def _bind(host: str, port: int) -> socket.socket:
+    """The listening socket, with TCP_NODELAY for the connections it accepts (Linux copies it
+    to them). asyncio sets it only on sockets whose protocol number is IPPROTO_TCP, which
+    `create_server` leaves 0; without it, a response's body segment waits for the client's
+    delayed ACK of the header segment: 40 ms per keep-alive request."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    return socket.create_server((host.strip("[]"), port), family=family, backlog=2048)
+    sock = socket.create_server((host.strip("[]"), port), family=family, backlog=2048)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock

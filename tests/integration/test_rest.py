@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -324,3 +325,10 @@ def test_rest_port_off(tmp_path: Path):
         gateway.stop(grace=1.0)
     with pytest.raises(SettingsError, match="PARETO_HTTP_PORT"):
         load_settings(http_port=-2)
+
+
+def test_the_rest_listener_sets_nodelay_for_its_connections(server):
+    """Without TCP_NODELAY a keep-alive response's body segment waits for the client's
+    delayed ACK of its header segment (40 ms a request; measured 23 req/s at c1)."""
+    listener = server._rest._socket
+    assert listener.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
