@@ -57,6 +57,8 @@ proto:
 
 bench:
 	$(PY) -m bench.serving
+	$(PY) -m bench.http_stacks
+	$(PY) -m bench.peers
 	$(PY) -m bench.routing
 	$(PY) -m bench.compression
 	$(PY) -m bench.transformers

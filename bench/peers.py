@@ -140,7 +140,6 @@ def pareto(models: dict[str, Path], work: Path) -> Iterator[dict[str, str]]:
         "PARETO_GRPC_WORKERS": str(max(CONCURRENCY)),
         "PARETO_MAX_INFLIGHT_REQUESTS": str(4 * max(CONCURRENCY)),
         "PARETO_MEASURE_MEMORY": "false",
-        "PARETO_HTTP_PORT": str(free_port()),
     }
     gateway = GatewayProcess(work / "pareto-data", work / "pareto.log", env)
     gateway.start()
@@ -150,7 +149,7 @@ def pareto(models: dict[str, Path], work: Path) -> Iterator[dict[str, str]]:
         with ParetoClient(gateway.address) as client:
             for name, path in models.items():
                 client.upload(path, name)
-        yield {"grpc": gateway.address, "http": f"127.0.0.1:{env['PARETO_HTTP_PORT']}"}
+        yield {"grpc": gateway.address, "http": f"127.0.0.1:{gateway.http_port}"}
     finally:
         gateway.stop()
 
@@ -280,7 +279,10 @@ def _median(results: list[dict]) -> dict:
 
 
 def _print_cell(cell: dict) -> None:
-    sides = ", ".join(f"{n} {s['req_per_s']:.0f}" for n, s in cell["sides"].items())
+    sides = ", ".join(
+        f"{n} {s['req_per_s']:.0f}" + (f" ({s['errors']} errors)" if s["errors"] else "")
+        for n, s in cell["sides"].items()
+    )
     print(f"{cell['protocol']:4} {cell['case']:14} c{cell['concurrency']:<3} req/s: {sides}")
 
 

@@ -24,6 +24,7 @@ OUTPUT = ROOT / "docs" / "benchmarks.md"
 
 ORDER = (
     "serving",
+    "http_stacks",
     "routing",
     "compression",
     "transformers",
@@ -75,6 +76,15 @@ TABLES: dict[str, tuple[Table, ...]] = {
             "case p50_overhead_ms_c1 throughput_ratio throughput_ratio_concurrency",
         ),
         Table("Transport floor (calls that run no model)", "transport_floor", "*"),
+    ),
+    "http_stacks": (
+        Table(
+            "Requests per second per stack and case (medians over rounds)",
+            "cells",
+            "case stack throughput_rps p50_ms p99_ms rps_per_round",
+        ),
+        Table("Throughput relative to the chosen stack", "ratios", "*"),
+        Table("Choice", "decision", "*"),
     ),
     "routing": (
         Table("Router decision", "decision", "kind calls p50_us p99_us"),

@@ -65,8 +65,8 @@ INFERENCE_BATCH_SIZE = Histogram(
 )
 INFERENCE_IN_FLIGHT = Gauge(
     "pareto_inference_in_flight",
-    "Inference calls admitted and not finished (waiting for a gRPC thread or running); "
-    "at most PARETO_MAX_INFLIGHT_REQUESTS.",
+    "Inference calls admitted and not finished (gRPC and REST; waiting for a thread or "
+    "running); at most PARETO_MAX_INFLIGHT_REQUESTS.",
 )
 GRPC_CALLS_ACTIVE = Gauge(
     "pareto_grpc_calls_active",

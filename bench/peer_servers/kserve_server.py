@@ -33,7 +33,9 @@ class OrtModel(Model):
             output = InferOutput(name=name, shape=list(value.shape), datatype="FP32")
             output.set_data_from_numpy(value, binary_data=False)
             outputs.append(output)
-        return InferResponse(model_name=self.name, infer_outputs=outputs, response_id=payload.id)
+        # A REST request without an id has payload.id None, which InferResponse refuses.
+        response_id = payload.id or ""
+        return InferResponse(model_name=self.name, infer_outputs=outputs, response_id=response_id)
 
 
 def main() -> None:

@@ -48,7 +48,10 @@ def http_call(address: str, model: str, inputs: dict[str, np.ndarray]) -> Call:
         tensor = th.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
         tensor.set_data_from_numpy(array, binary_data=False)
         tensors.append(tensor)
-    return lambda: client.infer(model, tensors)
+    # tritonclient sends no Content-Type; KServe's REST server reads a body without
+    # `application/json` as the binary extension and refuses it.
+    headers = {"Content-Type": "application/json"}
+    return lambda: client.infer(model, tensors, headers=headers)
 
 
 def direct_call(session: Any, inputs: dict[str, np.ndarray]) -> Call:

@@ -68,6 +68,8 @@ _SERVICES: dict[str, dict[str, str]] = {
         "ServerMetadata": INFER,
         "ModelReady": INFER,
         "ModelMetadata": INFER,
+        "ModelConfig": INFER,  # clients such as perf_analyzer shape their requests by it
+        "ModelStatistics": READ,
         "ModelInfer": INFER,
         "ModelStreamInfer": INFER,
         "RepositoryIndex": READ,

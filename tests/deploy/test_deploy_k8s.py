@@ -209,6 +209,7 @@ def test_every_setting_is_a_real_pareto_setting(rendered):
     (cm,) = objects(docs, "ConfigMap").values()
     Settings(**{k.removeprefix("PARETO_").lower(): v for k, v in cm["data"].items()})
     assert int(cm["data"]["PARETO_PORT"]) == 8001
+    assert int(cm["data"]["PARETO_HTTP_PORT"]) == 8000
     assert int(cm["data"]["PARETO_METRICS_PORT"]) == 8002
     assert cm["data"]["PARETO_DATA_DIR"] == "/data"
     assert int(cm["data"]["PARETO_HEALTH_PORT"]) == 8003  # what the probes ask
@@ -288,7 +289,7 @@ def test_selectors_pick_the_right_pods(rendered):
     allowed = {
         p["port"] for rule in policies["pareto-gateway"]["spec"]["ingress"] for p in rule["ports"]
     }
-    assert allowed == {8001, 8002, PROBE_PORTS[overlay]}
+    assert allowed == {8000, 8001, 8002, PROBE_PORTS[overlay]}
 
 
 def test_overlays_pick_the_image_and_the_gpu(rendered):
