@@ -99,7 +99,7 @@ def decode_texts(values: Sequence[object], max_bytes: int, name: str, max_tokens
         if len(data) > max_bytes:
             raise InvalidArgument(
                 f"input {name!r} row {row} is {len(data)} bytes, over the limit of {max_bytes} "
-                f"bytes per string (PARETO_MAX_TEXT_BYTES); the model reads at most its first "
+                f"bytes per string; the model reads at most its first "
                 f"{max_tokens} tokens"
             )
         try:
