@@ -6,7 +6,6 @@ working; model metadata and the model record show the text input and the export 
 
 from __future__ import annotations
 
-import shutil
 import zipfile
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as tc
 import tritonclient.http as th
+from tritonclient.utils import InferenceServerException
 
 from pareto.v1 import common_pb2
 from pareto_cli.client import ParetoClient
@@ -76,7 +76,7 @@ def test_folder_upload_serves_text(
     triton = tc.InferenceServerClient(address)
     try:
         meta = triton.get_model_metadata("minilm")
-        assert [(i.name, i.datatype) for i in meta.inputs][0] == ("text", "BYTES")
+        assert (meta.inputs[0].name, meta.inputs[0].datatype) == ("text", "BYTES")
         got = text_infer(triton, "minilm", SENTENCES)
         assert got.shape == reference.shape
         assert cosines(got, reference).min() >= 0.9999
@@ -95,6 +95,9 @@ def test_folder_upload_serves_text(
             tensors.append(t)
         by_ids = triton.infer("minilm", tensors).as_numpy("sentence_embedding")
         assert cosines(by_ids, reference[:2]).min() >= 0.9999
+        # a long string is truncated to the model's 256 tokens, not refused
+        assert text_infer(triton, "minilm", ["word " * 2000]).shape == (1, 384)
+        bad_text_requests_are_refused(triton)
     finally:
         triton.close()
 
@@ -130,6 +133,16 @@ def test_zipped_folder_upload(
     assert cosines(got, reference[1:3]).min() >= 0.9999
 
 
-def copy_folder(minilm_folder: Path, dest: Path) -> Path:
-    shutil.copytree(minilm_folder, dest)
-    return dest
+def bad_text_requests_are_refused(triton: tc.InferenceServerClient) -> None:
+    cases = [
+        ([], "has no rows"),
+        ([b"caf\xe9"], "not valid UTF-8"),
+        ([b"x" * (64 * 1024 + 1)], "over the limit of 65536 bytes"),
+    ]
+    for values, message in cases:
+        tensor = tc.InferInput("text", [len(values)], "BYTES")
+        tensor.set_data_from_numpy(np.array(values, dtype=object).reshape(len(values)))
+        with pytest.raises(InferenceServerException) as info:
+            triton.infer("minilm", [tensor])
+        assert "INVALID_ARGUMENT" in str(info.value.status()), values[:1]
+        assert message in info.value.message() and "'text'" in info.value.message()
