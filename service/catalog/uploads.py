@@ -207,10 +207,7 @@ class Upload:
         try:
             self._close_file()
             self._verify_bytes()
-            if self.request.format == formats.FORMAT_HF_FOLDER:
-                record = self._commit_export(self._export())
-            else:
-                record = self._commit(self._inspect())
+            record = self._store()
         except BaseException:
             self.abort()
             raise
@@ -264,6 +261,12 @@ class Upload:
             raise type(e)(f"model {self.request.name!r}: {e}") from e
         finally:
             shutil.rmtree(self._work_dir, ignore_errors=True)
+
+    def _store(self) -> ModelRecord:
+        """Inspect the bytes and commit them with their record (a folder: export it first)."""
+        if self.request.format == formats.FORMAT_HF_FOLDER:
+            return self._commit_export(self._export())
+        return self._commit(self._inspect())
 
     def _export(self) -> HfExport:
         def new_staging() -> Path:
