@@ -110,7 +110,7 @@ class StructuredPrune(Technique):
     def apply(
         self, artifact: Artifact, config: StructuredPruneConfig, ctx: StepContext
     ) -> StepResult:
-        from compressors.training.source_module import torch_module, verify_export
+        from compressors.training.source_module import prune_ffn, torch_module, verify_export
         from compressors.training.torch_bridge import example_inputs, torch_threads, torch_to_onnx
 
         dataset = ctx.dataset("training", self.name) if config.finetune_epochs else None
@@ -119,8 +119,12 @@ class StructuredPrune(Technique):
             example = example_inputs(artifact.signature, dataset)
             before = {name: _width(m) for name, m in _layers(module).items()}
             params_before = _count(module)
-            prune_channels(module, example, config)
-            ctx.progress(0.1, f"removed {config.ratio:.0%} of the channels", {})
+            if from_source:  # a transformer: its feed-forward channels
+                pruned = prune_ffn(module, config.ratio, config.norm)
+            else:
+                prune_channels(module, example, config)
+                pruned = f"removed {config.ratio:.0%} of the channels"
+            ctx.progress(0.1, pruned, {})
             finetuned = None
             if config.finetune_epochs:
                 names = [t.name for t in artifact.signature.inputs]

@@ -86,3 +86,48 @@ def verify_export(module: Any, out: Artifact, example: tuple[Any, ...]) -> float
     }
     module.eval()
     return check_export(module, Path(out.path), [batch])
+
+
+def prune_ffn(module: Any, ratio: float, norm: int = 2) -> str:
+    """Remove `ratio` of every transformer layer's feed-forward channels (the intermediate
+    neurons: rows of `intermediate.dense`, columns of `output.dense`), the weakest by the
+    L`norm` of their weights, in place. The residual width and the attention heads stay,
+    so the output shape does not change. (torch-pruning, which prune.structured uses for
+    CNNs and MLPs, would shrink the residual stream of a transformer inconsistently.)"""
+    import torch
+
+    layers = _encoder_layers(module.model)
+    before = after = 0
+    for layer in layers:
+        up, down = layer.intermediate.dense, layer.output.dense
+        width = up.out_features
+        keep_n = max(1, round(width * (1.0 - ratio)))
+        score = up.weight.detach().norm(p=norm, dim=1) + down.weight.detach().norm(p=norm, dim=0)
+        keep = torch.sort(torch.topk(score, keep_n).indices).values
+        layer.intermediate.dense = _linear_rows(up, keep)
+        layer.output.dense = _linear_columns(down, keep)
+        before, after = before + width, after + keep_n
+    module.model.config.intermediate_size = after // len(layers)
+    return f"feed-forward channels {before} -> {after} over {len(layers)} layers"
+
+
+def _linear_rows(linear: Any, keep: Any) -> Any:
+    import torch
+
+    new = torch.nn.Linear(linear.in_features, len(keep), bias=linear.bias is not None)
+    with torch.no_grad():
+        new.weight.copy_(linear.weight[keep])
+        if linear.bias is not None:
+            new.bias.copy_(linear.bias[keep])
+    return new
+
+
+def _linear_columns(linear: Any, keep: Any) -> Any:
+    import torch
+
+    new = torch.nn.Linear(len(keep), linear.out_features, bias=linear.bias is not None)
+    with torch.no_grad():
+        new.weight.copy_(linear.weight[:, keep])
+        if linear.bias is not None:
+            new.bias.copy_(linear.bias)
+    return new
