@@ -1,7 +1,8 @@
 """Training techniques on a transformer through its torch source, with a real server and
 real worker processes: MiniLM uploaded as a Hugging Face folder, distilled by
 distill.knowledge into a student keeping half its layers (built from the folder with
-transformers, not onnx2torch, which cannot convert MiniLM) and pruned by prune.gradual;
+transformers, not onnx2torch, which cannot convert MiniLM), pruned by prune.gradual and by
+prune.structured (feed-forward channels);
 each export is checked against torch, and the variants serve text as the parent does."""
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def text_embeddings(address: str, name: str, version: str) -> np.ndarray:
 
 @pytest.mark.slow
 @pytest.mark.timeout(1800)  # two trainings of MiniLM: minutes on a saturated CPU
-def test_distill_and_gradual_prune_from_the_torch_source(
+def test_distill_and_prune_from_the_torch_source(
     quiet_gateway: GatewayServer, minilm_folder: Path
 ) -> None:
     address = f"127.0.0.1:{quiet_gateway.port}"
@@ -87,10 +88,12 @@ def test_distill_and_gradual_prune_from_the_torch_source(
             holdout_fraction=0.0,
             lr=1e-5,
         )
+        structured = step("prune.structured", ratio=0.25)
         job = create_job(
             client,
             jobs_pb2.Recipe(name="student", steps=[distill]),
             jobs_pb2.Recipe(name="pruned", steps=[prune]),
+            jobs_pb2.Recipe(name="structured", steps=[structured]),
             model="minilm",
             datasets={"training": "labelled", "evaluation": "held-out"},
             quality_budget=KEEP,
@@ -113,3 +116,9 @@ def test_distill_and_gradual_prune_from_the_torch_source(
     assert report2["export_max_abs_diff"] < 1e-3
     assert report2["achieved_sparsity"] > 0.2
     assert text_embeddings(address, "minilm", variant2.id).shape == (2, 384)
+
+    variant3 = variants["structured"]
+    report3 = variant3.report["steps"][0]["report"]
+    assert report3["export_max_abs_diff"] < 1e-3
+    assert report3["params_after"] < report3["params_before"]
+    assert text_embeddings(address, "minilm", variant3.id).shape == (2, 384)

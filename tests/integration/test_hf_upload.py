@@ -6,6 +6,7 @@ working; model metadata and the model record show the text input and the export 
 
 from __future__ import annotations
 
+import json
 import zipfile
 from pathlib import Path
 
@@ -13,10 +14,12 @@ import numpy as np
 import pytest
 import tritonclient.grpc as tc
 import tritonclient.http as th
+from click.testing import CliRunner
 from tritonclient.utils import InferenceServerException
 
 from pareto.v1 import common_pb2
 from pareto_cli.client import ParetoClient
+from pareto_cli.main import cli
 from service.server import GatewayServer
 
 # Sentences used nowhere else in the tests (nor in the export's own check).
@@ -100,6 +103,18 @@ def test_folder_upload_serves_text(
         bad_text_requests_are_refused(triton)
     finally:
         triton.close()
+
+    # the CLI: the model's source in `pareto models`, strings through `pareto infer --text`
+    runner = CliRunner()
+    listed = runner.invoke(cli, ["models", "--server", address], env={"COLUMNS": "200"})
+    assert listed.exit_code == 0, listed.output
+    assert "BertModel sentence-embedding" in listed.output and "export diff" in listed.output
+    inferred = runner.invoke(
+        cli, ["infer", "minilm", "--text", SENTENCES[0], "--json", "--server", address]
+    )
+    assert inferred.exit_code == 0, inferred.output
+    by_cli = np.array(json.loads(inferred.output)["sentence_embedding"])
+    assert cosines(by_cli, reference[:1]).min() >= 0.9999
 
     rest = th.InferenceServerClient(f"127.0.0.1:{quiet_gateway.http_port}")
     try:
