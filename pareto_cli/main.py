@@ -61,7 +61,7 @@ def cli() -> None:
 @click.option(
     "--task",
     type=click.Choice(HF_TASKS),
-    default="",
+    default=None,
     help="Hugging Face folders: the export's task (default: from the folder).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the stored model as JSON.")
@@ -72,7 +72,7 @@ def upload(path, name, fmt, description, labels, new_version, task, as_json, ser
     label_map = dict(_split_pair(item, "--label") for item in labels)
     with ParetoClient(server) as client, upload_progress(path, name) as advance:
         model = client.upload(
-            path, name, fmt, description, label_map, new_version, advance, task=task
+            path, name, fmt, description, label_map, new_version, advance, task=task or ""
         )
     if as_json:
         click.echo(json.dumps(to_dict(model), indent=2))

@@ -137,9 +137,12 @@ def test_zipped_folder_upload(
             if path.is_file():
                 z.write(path, "all-MiniLM-L6-v2/" + path.relative_to(minilm_folder).as_posix())
     address = f"127.0.0.1:{quiet_gateway.port}"
-    with ParetoClient(address) as client:
-        model = client.upload(archive, "minilm-zip")
-    assert model.text_input == "text"
+    # through the CLI: a .zip holding config.json and no .onnx is sent as a folder
+    args = ["upload", str(archive), "--name", "minilm-zip", "--json", "--server", address]
+    uploaded = CliRunner().invoke(cli, args)
+    assert uploaded.exit_code == 0, uploaded.output
+    model = json.loads(uploaded.output)
+    assert model["text_input"] == "text" and model["source"]["task"] == "sentence-embedding"
     triton = tc.InferenceServerClient(address)
     try:
         got = text_infer(triton, "minilm-zip", SENTENCES[1:3])
