@@ -36,12 +36,26 @@ class TechniqueConfig(BaseModel):
 
 
 @dataclass(frozen=True)
+class TorchSource:
+    """The torch source of an uploaded model: its Hugging Face folder (unpacked, read-only;
+    only the files Pareto checked at upload) and the task it was exported for. A technique
+    builds the torch module with `compressors.training.hf_source.load_task_model(path, task)`."""
+
+    path: Path
+    task: str
+
+
+@dataclass(frozen=True)
 class Artifact:
     """A model file between steps: a single-file ONNX model or a torch.export archive."""
 
     path: Path
     format: str
     signature: Signature
+    # Set on the uploaded model's artifact (`StepContext.parent`, and the first step's
+    # input) when it was uploaded as a Hugging Face folder: the same model in torch. A
+    # step's output never has one (it is another model).
+    torch_source: TorchSource | None = None
 
 
 @dataclass(frozen=True)
