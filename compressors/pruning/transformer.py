@@ -61,7 +61,7 @@ class TransformerPruneConfig(TechniqueConfig):
     importance_batches: int = Field(8, ge=1, le=1000, description="batches scored")
     ffn_round_to: int = Field(8, ge=1, le=1024, description="FFN widths a multiple of")
     recovery_steps: int = Field(200, ge=0, le=100_000, description="distillation steps")
-    learning_rate: float = Field(1e-4, gt=0.0, le=1.0)
+    learning_rate: float = Field(5e-4, gt=0.0, le=1.0)
     batch_size: int = Field(16, ge=1, le=1024)
     hidden_weight: float = Field(1.0, ge=0.0, le=100.0, description="hidden-state loss weight")
 
