@@ -116,6 +116,9 @@ class ModelInfo:
     version: int
     format: str
     signature: Signature
+    # The format of the model's torch source ("hf_folder": uploaded as a Hugging Face
+    # folder), "" when it has none.
+    source_format: str = ""
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from compressors.base import (
     ROLE_TRAINING,
     Artifact,
     Dataset,
+    JobInfo,
     StepContext,
     StepResult,
     Technique,
@@ -47,6 +48,7 @@ NEEDS_FOLDER = f"{NAME} needs a model uploaded as a Hugging Face folder"
 TOKEN_INPUTS = ("input_ids", "attention_mask")
 EXPORT_TOLERANCE = 1e-3  # of max(1, the largest output magnitude)
 FOLDER = "pruned-hf"
+SOURCE_FORMAT = "hf_folder"  # pareto_core.formats.FORMAT_HF_FOLDER on the hf branch
 
 
 class TransformerPruneConfig(TechniqueConfig):
@@ -190,6 +192,20 @@ class TransformerPrune(Technique):
         "Remove attention heads and FFN neurons of a BERT-family transformer (Hugging Face "
         "folder source), distil from the parent, export to ONNX."
     )
+
+    def check_job(self, config: TechniqueConfig, job: JobInfo, where: str) -> None:
+        model = job.model
+        if model.source_format != SOURCE_FORMAT:
+            raise FailedPrecondition(
+                f"{where}: {NEEDS_FOLDER} (its torch source); model {model.name!r} version "
+                f"{model.version} was uploaded as {model.format}, which has none"
+            )
+        names = [t.name for t in model.signature.inputs]
+        if names != list(TOKEN_INPUTS):
+            raise FailedPrecondition(
+                f"{where}: {NAME} needs a model with inputs {list(TOKEN_INPUTS)}, "
+                f"model {model.name!r} has {names}"
+            )
 
     def apply(
         self, artifact: Artifact, config: TransformerPruneConfig, ctx: StepContext

@@ -201,3 +201,18 @@ def test_a_model_without_a_hugging_face_folder_is_refused(minilm_model, texts, t
 def test_bad_configs_name_the_field(data, field) -> None:
     with pytest.raises(InvalidArgument, match=field):
         registry.parse_config(technique.NAME, data)
+
+
+def test_create_job_check_wants_a_hugging_face_source(minilm_model) -> None:
+    from compressors.base import JobInfo, ModelInfo
+
+    signature = artifact_for(minilm_model.path).signature
+    tech = registry.get(technique.NAME)
+
+    def job(source_format: str) -> JobInfo:
+        model = ModelInfo("m", 1, "onnx", signature, source_format)
+        return JobInfo(model, {}, lambda name: model)
+
+    tech.check_job(config(), job("hf_folder"), "steps[0].config")  # accepted
+    with pytest.raises(FailedPrecondition, match=r"steps\[0\].config: prune.transformer needs"):
+        tech.check_job(config(), job(""), "steps[0].config")
