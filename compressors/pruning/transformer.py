@@ -16,6 +16,10 @@ Steps, all torch on CPU:
 4. the pruned folder is saved (config.json + model.safetensors, tokenizer and pooling
    files copied) and exported to ONNX with the parent's input and output names; torch and
    ONNX Runtime must agree on the job's inputs.
+
+The job hands the folder over as `StepContext.source_dir` and says at CreateJob that the
+model has one (`ModelInfo.source_format == "hf_folder"`); without it the step is refused
+(FAILED_PRECONDITION), at CreateJob and again in `apply`.
 """
 
 from __future__ import annotations
