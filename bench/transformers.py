@@ -1,5 +1,6 @@
 """Transformers: MiniLM quantized statically (transformer mode, SmoothQuant) and weight-only
-(4 bits: RTN, HQQ, GPTQ), side by side with its fp32 parent and quantize.dynamic.
+(4 bits: RTN, HQQ, GPTQ), and pruned (heads and FFN neurons, prune.transformer), side by
+side with its fp32 parent and quantize.dynamic.
 
 `python -m bench.transformers [--threads 1] [--iterations N] [--calibration N]`. Every
 variant is made with the technique from the registry, then the parent and all variants
