@@ -92,6 +92,9 @@ class StepContext:
     # uploaded models by name (teachers, students), latest version.
     checkpoint_dir: Path | None = None
     models: Callable[[str], Artifact] | None = None
+    # The torch source of the job's model when it has one: the Hugging Face folder it was
+    # uploaded as (prune.transformer starts from it). None: the model has no torch source.
+    source_dir: Path | None = None
 
     def model(self, name: str, technique: str) -> Artifact:
         """The uploaded model `name` as an artifact (NotFound when there is none)."""
@@ -127,6 +130,9 @@ class ModelInfo:
     version: int
     format: str
     signature: Signature
+    # The format of the model's torch source ("hf_folder": uploaded as a Hugging Face
+    # folder), "" when it has none.
+    source_format: str = ""
 
 
 @dataclass(frozen=True)
