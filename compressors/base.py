@@ -92,9 +92,6 @@ class StepContext:
     # uploaded models by name (teachers, students), latest version.
     checkpoint_dir: Path | None = None
     models: Callable[[str], Artifact] | None = None
-    # The torch source of the job's model when it has one: the Hugging Face folder it was
-    # uploaded as (prune.transformer starts from it). None: the model has no torch source.
-    source_dir: Path | None = None
 
     def model(self, name: str, technique: str) -> Artifact:
         """The uploaded model `name` as an artifact (NotFound when there is none)."""

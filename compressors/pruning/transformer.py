@@ -17,15 +17,14 @@ Steps, all torch on CPU:
    files copied) and exported to ONNX with the parent's input and output names; torch and
    ONNX Runtime must agree on the job's inputs.
 
-The job hands the folder over as `StepContext.source_dir` and says at CreateJob that the
-model has one (`ModelInfo.source_format == "hf_folder"`); without it the step is refused
-(FAILED_PRECONDITION), at CreateJob and again in `apply`.
+The job hands the folder over as the first step's `Artifact.torch_source` and says at
+CreateJob that the model has one (`ModelInfo.source_format == FORMAT_HF_FOLDER`); without
+it the step is refused (FAILED_PRECONDITION), at CreateJob and again in `apply`.
 """
 
 from __future__ import annotations
 
 import copy
-import importlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -43,16 +42,17 @@ from compressors.base import (
     StepResult,
     Technique,
     TechniqueConfig,
+    TorchSource,
 )
 from compressors.registry import register
 from pareto_core.errors import Cancelled, FailedPrecondition
+from pareto_core.formats import FORMAT_HF_FOLDER
 
 NAME = "prune.transformer"
 NEEDS_FOLDER = f"{NAME} needs a model uploaded as a Hugging Face folder"
 TOKEN_INPUTS = ("input_ids", "attention_mask")
 EXPORT_TOLERANCE = 1e-3  # of max(1, the largest output magnitude)
 FOLDER = "pruned-hf"
-SOURCE_FORMAT = "hf_folder"  # pareto_core.formats.FORMAT_HF_FOLDER on the hf branch
 
 
 class TransformerPruneConfig(TechniqueConfig):
@@ -178,16 +178,6 @@ def check_export(module: Any, onnx_path: Path, inputs: dict[str, np.ndarray]) ->
     return worst
 
 
-def load_source(root: Path) -> Any:
-    """The task module of the Hugging Face folder at `root` (compressors.training.hf_source,
-    which arrives with Hugging Face uploads)."""
-    try:
-        hf_source = importlib.import_module("compressors.training.hf_source")
-    except ModuleNotFoundError:
-        raise FailedPrecondition(f"{NEEDS_FOLDER}; this build cannot load one") from None
-    return hf_source.load_task_model(root)
-
-
 @register
 class TransformerPrune(Technique):
     name = NAME
@@ -199,7 +189,7 @@ class TransformerPrune(Technique):
 
     def check_job(self, config: TechniqueConfig, job: JobInfo, where: str) -> None:
         model = job.model
-        if model.source_format != SOURCE_FORMAT:
+        if model.source_format != FORMAT_HF_FOLDER:
             raise FailedPrecondition(
                 f"{where}: {NEEDS_FOLDER} (its torch source); model {model.name!r} version "
                 f"{model.version} was uploaded as {model.format}, which has none"
@@ -215,21 +205,22 @@ class TransformerPrune(Technique):
         self, artifact: Artifact, config: TransformerPruneConfig, ctx: StepContext
     ) -> StepResult:
         from compressors.pruning.transformer_model import save_folder
+        from compressors.training.hf_source import load_task_model
         from compressors.training.torch_bridge import torch_threads, torch_to_onnx
 
-        source = self._source(artifact, ctx)
+        source = self._source(artifact)
         role = ROLE_TRAINING if ROLE_TRAINING in ctx.datasets else ROLE_CALIBRATION
         dataset = ctx.dataset(role, NAME)
         inputs = token_inputs(dataset)
         with torch_threads(ctx.threads):
-            parent = load_source(source)
+            parent = load_task_model(source.path, source.task)
             student, report = prune_module(
                 parent, config, inputs, ctx.seed,
                 lambda f, m: ctx.progress(f, m, {}), ctx.is_cancelled,
             )  # fmt: skip
             if ctx.is_cancelled():
                 raise Cancelled(f"{NAME} cancelled during distillation")
-            folder = save_folder(transformers_model(student), source, ctx.work_dir / FOLDER)
+            folder = save_folder(transformers_model(student), source.path, ctx.work_dir / FOLDER)
             example = tuple(_tensor(inputs[k][:2]) for k in TOKEN_INPUTS)
             out = torch_to_onnx(student, example, artifact.signature, ctx.work_dir / "pruned.onnx")
             report["export_max_abs_diff"] = check_export(student, out.path, inputs)
@@ -238,23 +229,21 @@ class TransformerPrune(Technique):
         return StepResult(out, report)
 
     @staticmethod
-    def _source(artifact: Artifact, ctx: StepContext) -> Path:
-        if ctx.source_dir is None:
+    def _source(artifact: Artifact) -> TorchSource:
+        """The torch source the step starts from: only the uploaded model's own artifact
+        has one, so a recipe must start with this step."""
+        if artifact.torch_source is None:
             raise FailedPrecondition(
-                f"{NEEDS_FOLDER} (its torch source); this model has none: upload the folder "
-                "(config.json, model.safetensors, tokenizer) instead of an ONNX file"
-            )
-        if Path(artifact.path) != Path(ctx.parent.path):
-            raise FailedPrecondition(
-                f"{NAME} starts from the uploaded Hugging Face folder, so it must be the first "
-                "step of its recipe"
+                f"{NEEDS_FOLDER} (its torch source) and must be the first step of its recipe: "
+                "upload the folder (config.json, model.safetensors, tokenizer) instead of an "
+                "ONNX file"
             )
         names = [t.name for t in artifact.signature.inputs]
         if names != list(TOKEN_INPUTS):
             raise FailedPrecondition(
                 f"{NAME} needs a model with inputs {list(TOKEN_INPUTS)}, this one has {names}"
             )
-        return Path(ctx.source_dir)
+        return artifact.torch_source
 
 
 def _tensor(array: np.ndarray) -> Any:

@@ -200,8 +200,8 @@ def load_model(root: Path, auto_class: str = "AutoModel") -> Any:
     missing = [k for k in result.missing_keys if not _derived(k)]
     if missing or result.unexpected_keys:
         raise InvalidArgument(
-            f"{root}: {WEIGHTS} does not fit the pruned structure: missing {missing[:3]}, "
-            f"unexpected {list(result.unexpected_keys)[:3]}"
+            f"the pruned folder's {WEIGHTS} does not fit its recorded structure: "
+            f"missing {missing[:3]}, unexpected {list(result.unexpected_keys)[:3]}"
         )
     return model.eval()
 

@@ -20,6 +20,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from compressors.pruning.transformer_model import is_pruned, load_model
 from pareto_core.errors import InvalidArgument
 from runtimes.hf.folder import (
     FEATURE_EXTRACTION,
@@ -66,6 +67,12 @@ def _pretrained(folder: Folder) -> Any:
         raise InvalidArgument(
             f"{where} is not an architecture transformers {transformers.__version__} knows"
         )
+    if is_pruned(folder.root):  # prune.transformer's output: rebuilt to its recorded shape
+        try:
+            model = load_model(folder.root, _AUTO_CLASSES[folder.task])
+        except (ValueError, KeyError, OSError, RuntimeError) as exc:
+            raise InvalidArgument(f"{where}: the pruned structure does not load: {exc}") from None
+        return model
     auto = getattr(transformers, _AUTO_CLASSES[folder.task])
     try:
         model, info = auto.from_pretrained(

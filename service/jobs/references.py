@@ -17,7 +17,10 @@ from service.store.records import ModelRecord, RecipeSpec
 
 
 def model_info(record: ModelRecord) -> ModelInfo:
-    return ModelInfo(record.name, record.version, artifact_format(record.format), record.signature)
+    source = record.source.format if record.source is not None else ""
+    return ModelInfo(
+        record.name, record.version, artifact_format(record.format), record.signature, source
+    )
 
 
 def check_steps_against_job(

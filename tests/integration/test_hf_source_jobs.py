@@ -2,7 +2,7 @@
 real worker processes: MiniLM uploaded as a Hugging Face folder, distilled by
 distill.knowledge into a student keeping half its layers (built from the folder with
 transformers, not onnx2torch, which cannot convert MiniLM), pruned by prune.gradual and by
-prune.structured (feed-forward channels);
+prune.structured (feed-forward channels) and by prune.transformer (heads and neurons);
 each export is checked against torch, and the variants serve text as the parent does."""
 
 from __future__ import annotations
@@ -89,11 +89,15 @@ def test_distill_and_prune_from_the_torch_source(
             lr=1e-5,
         )
         structured = step("prune.structured", ratio=0.25)
+        heads = step(
+            "prune.transformer", head_ratio=0.5, ffn_ratio=0.25, recovery_steps=3, batch_size=8
+        )
         job = create_job(
             client,
             jobs_pb2.Recipe(name="student", steps=[distill]),
             jobs_pb2.Recipe(name="pruned", steps=[prune]),
             jobs_pb2.Recipe(name="structured", steps=[structured]),
+            jobs_pb2.Recipe(name="heads", steps=[heads]),
             model="minilm",
             datasets={"training": "labelled", "evaluation": "held-out"},
             quality_budget=KEEP,
@@ -122,3 +126,10 @@ def test_distill_and_prune_from_the_torch_source(
     assert report3["export_max_abs_diff"] < 1e-3
     assert report3["params_after"] < report3["params_before"]
     assert text_embeddings(address, "minilm", variant3.id).shape == (2, 384)
+
+    variant4 = variants["heads"]
+    report4 = variant4.report["steps"][0]["report"]
+    assert report4["heads_after"] == [6] * 6  # really removed: 6 of 12 heads in every layer
+    assert report4["params_after"] < report4["params_before"]
+    assert report4["export_max_abs_diff"] < 1e-3
+    assert text_embeddings(address, "minilm", variant4.id).shape == (2, 384)

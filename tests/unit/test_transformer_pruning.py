@@ -11,6 +11,7 @@ L2 normalization like sentence-transformers' MiniLM."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +19,12 @@ import numpy as np
 import pytest
 
 from compressors import registry
-from compressors.base import Artifact, Dataset, StepContext
+from compressors.base import Artifact, Dataset, StepContext, TorchSource
 from compressors.graph.files import artifact_for
 from compressors.pruning import transformer as technique
 from compressors.pruning import transformer_importance as imp
 from compressors.pruning import transformer_model as tm
+from compressors.training.hf_source import load_task_model
 from pareto_core.errors import FailedPrecondition, InvalidArgument
 from tests.helpers.text_models import embedding_cosine, run, sentence_sets
 
@@ -161,21 +163,23 @@ def _export(module: Any, path: Path, feeds: dict) -> Any:
     return artifact_for(path).signature
 
 
-def test_the_technique_prunes_the_source_folder(parent, folder, texts, tmp_path, monkeypatch):
+def test_the_technique_prunes_the_source_folder(parent, folder, texts, tmp_path):
     """The whole step, with the source folder handed over as the job will hand it."""
     parent_onnx = tmp_path / "parent.onnx"
     _export(parent, parent_onnx, texts[0])
-    artifact = artifact_for(parent_onnx)
-    monkeypatch.setattr(technique, "load_source", lambda root: pooled(tm.load_model(root)))
+    artifact = replace(artifact_for(parent_onnx), torch_source=TorchSource(folder, ""))
     work = tmp_path / "work"
     work.mkdir()
-    ctx = StepContext(work, artifact, {"calibration": Dataset("c", texts[0])}, source_dir=folder)
+    ctx = StepContext(work, artifact, {"calibration": Dataset("c", texts[0])})
     cfg = config(head_ratio=0.25, ffn_ratio=0.5, scope="global", recovery_steps=2)
     result = registry.get(technique.NAME).apply(artifact, cfg, ctx)
     json.dumps(result.report)
     assert result.artifact.signature == artifact.signature
     assert sum(result.report["heads_after"]) == 54 and result.report["folder"] == "pruned-hf"
     assert tm.structure(tm.load_model(work / "pruned-hf"))["heads"] == result.report["heads_after"]
+    # the folder loads as a torch source again (a pruned folder re-uploaded, pruned again)
+    again = load_task_model(work / "pruned-hf")
+    assert tm.structure(again.model)["heads"] == result.report["heads_after"]
     assert embedding_cosine(result.artifact.path, parent_onnx, texts[1]) > 0.6
 
 
