@@ -1,0 +1,157 @@
+"""Where a search's trials run (`make_executor`), behind one small interface.
+
+* `InlineTrials` (parallelism 1, no Ray): in the search's worker itself, one at a time,
+  as before trials could run elsewhere.
+* `ProcessTrials` (parallelism > 1, no Ray): a pool of `parallelism` trial processes
+  beside the worker, started fresh (spawn), in the worker's process group (a cancel's
+  SIGTERM reaches them and stops their trial between steps), with the worker's memory
+  limit each (RLIMIT_AS is inherited) and dying with it (PR_SET_PDEATHSIG). A trial
+  process that dies breaks the pool: the trials it ran FAIL with the reason, a new pool
+  runs the next ones.
+* `RayTrials` (service/search/ray_trials.py, with PARETO_RAY_ADDRESS): each trial a Ray
+  task with a job's resources, retried by Ray when its worker dies.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing
+import os
+import signal
+import threading
+from concurrent.futures.process import BrokenProcessPool
+from typing import Protocol
+
+from service.search.outcome import CANCELLED, FAILED, TrialResult, TrialTask, execute
+from service.search.trial import TrialInputs
+from service.search.trial_process import TrialContext, TrialProcess
+
+
+class TrialExecutor(Protocol):
+    parallelism: int  # trials it runs at once
+
+    def submit(self, task: TrialTask) -> None: ...
+
+    def finished(self, timeout_s: float) -> list[tuple[int, TrialResult]]:
+        """(trial number, result) of trials that ended, waiting up to `timeout_s` for one."""
+
+    def cancel(self) -> None:
+        """Stop the running trials (they end CANCELLED, or finish if too far along)."""
+
+    def close(self) -> None: ...
+
+
+class InlineTrials:
+    """Trials in the search's worker, one at a time (run when asked for a result)."""
+
+    parallelism = 1
+
+    def __init__(self, inputs: TrialInputs) -> None:
+        self._inputs = inputs
+        self._queued: list[TrialTask] = []
+
+    def submit(self, task: TrialTask) -> None:
+        self._queued.append(task)
+
+    def finished(self, timeout_s: float) -> list[tuple[int, TrialResult]]:
+        done = [(t.number, execute(self._inputs, t).where("search worker")) for t in self._queued]
+        self._queued.clear()
+        return done
+
+    def cancel(self) -> None:
+        self._queued.clear()
+
+    def close(self) -> None:
+        return None
+
+
+# -- trial processes ---------------------------------------------------------------------
+
+_process: TrialProcess | None = None
+_stop = threading.Event()
+
+
+def _start_process(context: TrialContext, parent_pid: int) -> None:
+    """Pool initializer: die with the worker, SIGTERM = stop the trial, open the store."""
+    from service.jobs.process_life import die_with_parent
+
+    global _process
+    die_with_parent(parent_pid)
+    signal.signal(signal.SIGTERM, lambda signum, frame: _stop.set())
+    _process = TrialProcess(context, _stop.is_set)
+
+
+def _run_in_process(task: TrialTask) -> TrialResult:
+    if _process is None:
+        raise RuntimeError("trial process not initialized")
+    return _process.run(task).where(f"process {os.getpid()}")
+
+
+class ProcessTrials:
+    def __init__(self, context: TrialContext, parallelism: int) -> None:
+        self.parallelism = parallelism
+        self._context = context
+        self._pool: cf.ProcessPoolExecutor | None = None
+        self._futures: dict[cf.Future[TrialResult], int] = {}
+
+    def _executor(self) -> cf.ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = cf.ProcessPoolExecutor(
+                self.parallelism,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_start_process,
+                initargs=(self._context, os.getpid()),
+            )
+        return self._pool
+
+    def submit(self, task: TrialTask) -> None:
+        try:
+            future = self._executor().submit(_run_in_process, task)
+        except BrokenProcessPool:  # broke before its running trials reported it
+            self._discard_pool()
+            future = self._executor().submit(_run_in_process, task)
+        self._futures[future] = task.number
+
+    def finished(self, timeout_s: float) -> list[tuple[int, TrialResult]]:
+        done, _ = cf.wait(list(self._futures), timeout_s, return_when=cf.FIRST_COMPLETED)
+        results = []
+        for future in done:
+            number = self._futures.pop(future)
+            try:
+                results.append((number, future.result()))
+            except BrokenProcessPool as exc:  # every running trial learns it at once
+                results.append((number, TrialResult(FAILED, message=f"its process died: {exc}")))
+                self._discard_pool()
+            except cf.CancelledError:
+                results.append((number, TrialResult(CANCELLED)))
+        return results
+
+    def _discard_pool(self) -> None:
+        """A broken pool runs nothing more: the next trials start a new one."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+    def cancel(self) -> None:
+        """Trials not started yet are dropped; running ones got the cancel's SIGTERM with
+        the worker (one process group) and stop between steps."""
+        for future in self._futures:
+            future.cancel()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=not self._futures, cancel_futures=True)
+            self._pool = None
+
+
+def make_executor(
+    inputs: TrialInputs, context: TrialContext, parallelism: int, on_ray: bool
+) -> TrialExecutor:
+    """Ray tasks with PARETO_RAY_ADDRESS; else the worker itself or trial processes."""
+    if on_ray:
+        from service.search.ray_trials import RayTrials
+
+        return RayTrials(context, parallelism)
+    if parallelism <= 1:
+        return InlineTrials(inputs)
+    return ProcessTrials(context, parallelism)
