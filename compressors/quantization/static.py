@@ -134,7 +134,8 @@ def calibrate(
     )
     op_types = check_op_types(config.op_types, config.format, "config.op_types")
     op_types = op_types or sorted(quantizable_ops("qdq"))  # what quantize_static calibrates
-    compute_ranges(prepared, reader, config.method, op_types, _calibrator_options(config), cache)
+    options = _calibrator_options(config)
+    compute_ranges(prepared, reader, config.method, op_types, options, cache, ctx.threads)
     return reader.num_samples
 
 

@@ -8,8 +8,9 @@ search.
 * Memory: PARETO_JOB_MEMORY_LIMIT_BYTES, as Ray's `memory` resource: the scheduler
   places the actor on a node with that much unreserved, and Ray's memory monitor kills
   the worker that uses the most when a node runs out (the run is lost, and retried).
-* A search's own actor asks for no CPU or GPU when its trials are Ray tasks: it waits
-  for them (it also measures the final frontier, on the CPU it shares).
+* A search's own actor reserves nothing: its trials are Ray tasks with the resources
+  above, and it mostly waits for them (it also measures the final frontier, on a CPU it
+  shares). So `parallelism` trials fit wherever `parallelism` jobs would.
 """
 
 from __future__ import annotations
@@ -55,8 +56,5 @@ def run_resources(job: JobRecord, settings: Settings) -> JobResources:
 
 
 def actor_resources(job: JobRecord, settings: Settings, is_search: bool) -> JobResources:
-    """The job's actor: a run's resources; a search's coordinator only reserves memory."""
-    resources = run_resources(job, settings)
-    if is_search:
-        return JobResources(0.0, 0.0, resources.memory)
-    return resources
+    """The job's actor: a run's resources, or none for a search's (see above)."""
+    return JobResources(0.0, 0.0, 0) if is_search else run_resources(job, settings)
