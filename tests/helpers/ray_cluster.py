@@ -60,12 +60,15 @@ class RayHead:
         self.log = self.root / "head.log"
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
+        self.client_port = free_port()
+        self.client_address = f"ray://127.0.0.1:{self.client_port}"  # Ray Client
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> RayHead:
-        ports = ("--ray-client-server-port", "--dashboard-port", "--dashboard-agent-listen-port")
+        ports = ("--dashboard-port", "--dashboard-agent-listen-port")
         args = [str(self.command), "start", "--head", "--block", "--disable-usage-stats"]
         args += ["--port", str(self.port), "--num-cpus", str(self.num_cpus)]
+        args += ["--ray-client-server-port", str(self.client_port)]
         args += ["--include-dashboard=false", "--node-ip-address", "127.0.0.1"]
         args += ["--temp-dir", str(self.root / "t"), "--min-worker-port=0", "--max-worker-port=0"]
         for option in ports:

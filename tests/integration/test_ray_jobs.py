@@ -4,7 +4,8 @@ real gateway in this process whose scheduler runs each job as a Ray actor (throu
 driver process), the test techniques of tests.helpers.job_techniques loaded by the actors.
 
 A job runs in a Ray worker and stores its variant; a cancel stops the actor; a Ray worker
-killed mid-job re-queues the job, and after its last attempt FAILS it with Ray's reason;
+killed mid-job re-queues the job, and after its last attempt FAILS it with Ray's reason
+(through Ray Client, ray://, as the Kubernetes overlay connects);
 an unreachable head makes CreateJob answer UNAVAILABLE with nothing stored; Ray without
 PostgreSQL is refused at start. The gateway itself never imports Ray.
 """
@@ -57,6 +58,7 @@ def ray_settings(data_dir: Path, database_url: str, address: str, **overrides: o
         "database_url": database_url,
         "ray_address": address,
         "job_memory_limit_bytes": 2 * GiB,
+        "job_max_attempts": 2,
         "replica_id": "replica-ray",
     }
     return job_settings(data_dir, **(values | overrides))
@@ -64,8 +66,7 @@ def ray_settings(data_dir: Path, database_url: str, address: str, **overrides: o
 
 @pytest.fixture
 def gateway(tmp_path: Path, postgres_url: str, ray_head: RayHead) -> Iterator[GatewayServer]:
-    settings = ray_settings(tmp_path / "data", postgres_url, ray_head.address, job_max_attempts=2)
-    server = GatewayServer(settings)
+    server = GatewayServer(ray_settings(tmp_path / "data", postgres_url, ray_head.address))
     server.start()
     yield server
     server.stop(grace=1.0)
@@ -114,7 +115,22 @@ def test_cancel_stops_the_ray_actor(client, digits, gateway, tmp_path):
     assert get_job(client, job.id).state == STATE.JOB_STATE_CANCELLED
 
 
-def test_a_killed_ray_worker_is_retried_then_fails_with_the_reason(client, digits, tmp_path):
+@pytest.fixture
+def client_gateway(tmp_path: Path, postgres_url: str, ray_head: RayHead) -> Iterator[ParetoClient]:
+    """A gateway that reaches the cluster through Ray Client (ray://), as on Kubernetes."""
+    address = ray_head.client_address
+    server = GatewayServer(ray_settings(tmp_path / "data", postgres_url, address))
+    server.start()
+    with ParetoClient(f"127.0.0.1:{server.port}") as client:
+        yield client
+    server.stop(grace=1.0)
+
+
+def test_a_killed_ray_worker_is_retried_then_fails_with_the_reason(
+    client_gateway, digits_model, tmp_path
+):
+    client = client_gateway
+    upload_digits(client, digits_model)
     pid_file = tmp_path / "actor.pid"
     job = create_job(client, slow_recipe(120, pid_file))
     first = pid_of(pid_file)
