@@ -5,9 +5,10 @@
 * `ProcessTrials` (parallelism > 1, no Ray): a pool of `parallelism` trial processes
   beside the worker, started fresh (spawn), in the worker's process group (a cancel's
   SIGTERM reaches them and stops their trial between steps), with the worker's memory
-  limit each (RLIMIT_AS is inherited) and dying with it (PR_SET_PDEATHSIG). A trial
-  process that dies breaks the pool: the trials it ran FAIL with the reason, a new pool
-  runs the next ones.
+  limit each (RLIMIT_AS is inherited) and dying with it (PR_SET_PDEATHSIG). Their
+  progress comes back through a queue and the worker reports it. A trial process that
+  dies breaks the pool: the trials it ran FAIL with the reason, a new pool runs the next
+  ones.
 * `RayTrials` (service/search/ray_trials.py, with PARETO_RAY_ADDRESS): each trial a Ray
   task with a job's resources, retried by Ray when its worker dies.
 """
@@ -15,13 +16,19 @@
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import multiprocessing
 import os
+import queue
 import signal
 import threading
+import time
+from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
-from typing import Protocol
+from typing import Any, Protocol
 
+from compressors.base import ProgressFn
+from service.jobs.events import MIN_EVENT_INTERVAL_S
 from service.search.outcome import CANCELLED, FAILED, TrialResult, TrialTask, execute
 from service.search.trial import TrialInputs
 from service.search.trial_process import TrialContext, TrialProcess
@@ -46,15 +53,16 @@ class InlineTrials:
 
     parallelism = 1
 
-    def __init__(self, inputs: TrialInputs) -> None:
-        self._inputs = inputs
+    def __init__(self, inputs: Callable[[], TrialInputs]) -> None:
+        self._inputs = inputs  # the worker's, built once the trials start
         self._queued: list[TrialTask] = []
 
     def submit(self, task: TrialTask) -> None:
         self._queued.append(task)
 
     def finished(self, timeout_s: float) -> list[tuple[int, TrialResult]]:
-        done = [(t.number, execute(self._inputs, t).where("search worker")) for t in self._queued]
+        inputs = self._inputs()
+        done = [(t.number, execute(inputs, t).where("search worker")) for t in self._queued]
         self._queued.clear()
         return done
 
@@ -71,14 +79,40 @@ _process: TrialProcess | None = None
 _stop = threading.Event()
 
 
-def _start_process(context: TrialContext, parent_pid: int) -> None:
+TrialProgress = Callable[[int, str, dict[str, float]], None]  # (trial number, message, metrics)
+
+
+class _Reporter:
+    """A trial process's progress, put on the worker's queue at most every
+    MIN_EVENT_INTERVAL_S (a full queue drops it: progress is not worth waiting for)."""
+
+    def __init__(self, events: Any) -> None:
+        self._events = events
+        self._last = -float("inf")
+
+    def for_trial(self, number: int) -> ProgressFn:
+        def progress(fraction: float, message: str, metrics: dict[str, float]) -> None:
+            now = time.monotonic()
+            if now - self._last >= MIN_EVENT_INTERVAL_S:
+                self._last = now
+                with contextlib.suppress(queue.Full):
+                    self._events.put_nowait((number, message, dict(metrics)))
+
+        return progress
+
+
+def _start_process(context: TrialContext, parent_pid: int, events: Any) -> None:
     """Pool initializer: die with the worker, SIGTERM = stop the trial, open the store."""
     from service.jobs.process_life import die_with_parent
 
     global _process
     die_with_parent(parent_pid)
     signal.signal(signal.SIGTERM, lambda signum, frame: _stop.set())
-    _process = TrialProcess(context, _stop.is_set)
+    _process = TrialProcess(context, _stop.is_set, _Reporter(events).for_trial)
+
+
+def _ready() -> None:
+    return None
 
 
 def _run_in_process(task: TrialTask) -> TrialResult:
@@ -88,19 +122,25 @@ def _run_in_process(task: TrialTask) -> TrialResult:
 
 
 class ProcessTrials:
-    def __init__(self, context: TrialContext, parallelism: int) -> None:
+    EVENTS = 1000  # progress messages waiting for the worker, at most
+
+    def __init__(self, context: TrialContext, parallelism: int, progress: TrialProgress) -> None:
         self.parallelism = parallelism
         self._context = context
+        self._progress = progress
+        self._spawn = multiprocessing.get_context("spawn")
+        self._events = self._spawn.Queue(self.EVENTS)
         self._pool: cf.ProcessPoolExecutor | None = None
         self._futures: dict[cf.Future[TrialResult], int] = {}
+        self._executor().submit(_ready)  # the processes start (and load the inputs) now
 
     def _executor(self) -> cf.ProcessPoolExecutor:
         if self._pool is None:
             self._pool = cf.ProcessPoolExecutor(
                 self.parallelism,
-                mp_context=multiprocessing.get_context("spawn"),
+                mp_context=self._spawn,
                 initializer=_start_process,
-                initargs=(self._context, os.getpid()),
+                initargs=(self._context, os.getpid(), self._events),
             )
         return self._pool
 
@@ -114,6 +154,7 @@ class ProcessTrials:
 
     def finished(self, timeout_s: float) -> list[tuple[int, TrialResult]]:
         done, _ = cf.wait(list(self._futures), timeout_s, return_when=cf.FIRST_COMPLETED)
+        self._report()
         results = []
         for future in done:
             number = self._futures.pop(future)
@@ -125,6 +166,15 @@ class ProcessTrials:
             except cf.CancelledError:
                 results.append((number, TrialResult(CANCELLED)))
         return results
+
+    def _report(self) -> None:
+        """Hand the progress the trial processes sent to the worker's events."""
+        while True:
+            try:
+                number, message, metrics = self._events.get_nowait()
+            except queue.Empty:
+                return
+            self._progress(number, message, metrics)
 
     def _discard_pool(self) -> None:
         """A broken pool runs nothing more: the next trials start a new one."""
@@ -142,16 +192,22 @@ class ProcessTrials:
         if self._pool is not None:
             self._pool.shutdown(wait=not self._futures, cancel_futures=True)
             self._pool = None
+            self._events.cancel_join_thread()  # what is left unread is progress nobody awaits
 
 
 def make_executor(
-    inputs: TrialInputs, context: TrialContext, parallelism: int, on_ray: bool
+    inputs: Callable[[], TrialInputs],
+    context: TrialContext,
+    parallelism: int,
+    on_ray: bool,
+    progress: TrialProgress,
 ) -> TrialExecutor:
-    """Ray tasks with PARETO_RAY_ADDRESS; else the worker itself or trial processes."""
+    """Ray tasks with PARETO_RAY_ADDRESS; else the worker itself or trial processes.
+    `progress` reports what trial processes say (the others report it themselves)."""
     if on_ray:
         from service.search.ray_trials import RayTrials
 
         return RayTrials(context, parallelism)
     if parallelism <= 1:
         return InlineTrials(inputs)
-    return ProcessTrials(context, parallelism)
+    return ProcessTrials(context, parallelism, progress)

@@ -5,7 +5,9 @@ The budget is that of `study.optimize`, kept by hand because trials run elsewher
 `n_trials` counted trials (free and interrupted ones do not count), at most `max_asked`
 trials asked in all (free ones may not go on for ever), no new trial after `timeout_s`
 (those running finish). A trial whose recipe is the same as a running one's waits for it
-and then reuses its measurement, instead of measuring the same recipe twice at once.
+and then reuses its measurement, instead of measuring the same recipe twice at once. With
+parallelism > 1 the free slots get new trials before the ended ones are told (telling,
+and storing the result so far, takes a while): the sampler sees those as still running.
 
 On a cancel (or a server stop) no trial is started any more, the running ones are
 stopped, marked interrupted (not counted: a restarted worker runs them again), and
@@ -55,6 +57,7 @@ class TrialLoop:
         self.on_start = on_start
         self.after_trial = after_trial
         self.running: dict[int, Asked] = {}
+        self.ended: list[Asked] = []  # ended, the study not told yet
         self.waiting: list[Asked] = []  # same recipe as a running trial
         self.counted = 0
         self.asked = 0
@@ -62,28 +65,37 @@ class TrialLoop:
     def run(self, budget: Budget) -> None:
         deadline = time.monotonic() + budget.timeout_s
         while not self.is_cancelled():
-            while self._may_ask(budget, deadline):
-                self._start(self.objective.ask(self.study))
-                self.asked += 1
+            self._fill(budget, deadline)
             if not self.running:
                 break
-            for number, result in self.executor.finished(WAIT_S):
-                self._finish(self.running.pop(number), result)
+            done = [(self.running.pop(n), r) for n, r in self.executor.finished(WAIT_S)]
+            self.ended = [asked for asked, _ in done]
+            if self.executor.parallelism > 1:  # new trials first: telling takes a while
+                self._fill(budget, deadline)
+            for asked, result in done:
+                self.ended.remove(asked)
+                self._finish(asked, result)
         if self.is_cancelled():
             self._stop()
             raise Cancelled("search stopped between trials")
 
+    def _fill(self, budget: Budget, deadline: float) -> None:
+        while self._may_ask(budget, deadline):
+            self._start(self.objective.ask(self.study))
+            self.asked += 1
+
     def _may_ask(self, budget: Budget, deadline: float) -> bool:
+        maybe_counted = len(self.running) + len(self.ended) + len(self.waiting)
         return (
             not self.is_cancelled()
             and len(self.running) < self.executor.parallelism
-            and self.counted + len(self.running) + len(self.waiting) < budget.n_trials
+            and self.counted + maybe_counted < budget.n_trials
             and self.asked < budget.max_asked
             and time.monotonic() < deadline
         )
 
     def _start(self, asked: Asked) -> None:
-        if any(r.key == asked.key for r in self.running.values()):
+        if any(r.key == asked.key for r in [*self.running.values(), *self.ended]):
             self.waiting.append(asked)
             return
         free = self.objective.settle_free(asked)

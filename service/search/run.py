@@ -19,7 +19,7 @@ import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pareto_core.errors import Cancelled, FailedPrecondition, ParetoError
 from service.jobs.events import JobProgress, finish_job
@@ -33,6 +33,9 @@ from service.settings import Settings
 from service.store.blobs import BlobStore
 from service.store.interfaces import Repository
 from service.store.records import JOB_FAILED, JOB_RUNNING, JOB_SUCCEEDED, JobRecord
+
+if TYPE_CHECKING:
+    from service.search.executors import TrialExecutor
 
 log = logging.getLogger(__name__)
 
@@ -70,17 +73,19 @@ class SearchRun:
         scratch.mkdir(parents=True)
         result: dict[str, Any] | None = None
         problems: list[str] = []
+        trials = self._trials()  # trial processes start now, beside the set-up below
         try:
-            inputs = self._inputs(scratch)
+            self.inputs = self._inputs(scratch)
             study = self._study()
-            self._optimize(study, inputs)
-            result, problems = self._conclude(study, inputs)
+            self._optimize(study, self.inputs, trials)
+            result, problems = self._conclude(study, self.inputs)
         except Cancelled:
             log.info("search %s stopped: cancelled or server stopping", self.job.id)
             return
         except ParetoError as exc:
             problems.append(str(exc))
         finally:
+            trials.close()
             shutil.rmtree(scratch, ignore_errors=True)
         self._finish(result, problems)
 
@@ -132,8 +137,18 @@ class SearchRun:
         """Finished trials of this job that ran something (not interrupted, not free)."""
         return [r for r in records if r.get("job_id") == self.job.id and _counts(r)]
 
-    def _optimize(self, study: Any, inputs: TrialInputs) -> None:
+    def _trials(self) -> TrialExecutor:
         from service.search.executors import make_executor
+
+        return make_executor(
+            lambda: self.inputs,
+            self._trial_context(),
+            parallelism(self.spec),
+            bool(self.settings.ray_address),
+            self._trial_progress,
+        )
+
+    def _optimize(self, study: Any, inputs: TrialInputs, trials: TrialExecutor) -> None:
         from service.search.loop import Budget, TrialLoop
         from service.search.objective import Objective
 
@@ -155,16 +170,13 @@ class SearchRun:
             for params in space.first_guesses(options, int(self.spec["n_trials"])):
                 study.enqueue_trial(params, skip_if_exists=True)
         objective = Objective(inputs, self.job.id, options, ctx)
-        executor = make_executor(
-            inputs, self._trial_context(), parallelism(self.spec), bool(self.settings.ray_address)
-        )
         loop = TrialLoop(
-            study, objective, executor, self.is_cancelled, self._on_start, self._after_trial
+            study, objective, trials, self.is_cancelled, self._on_start, self._after_trial
         )
         try:
             loop.run(Budget(remaining, max(remaining, cap), timeout))
         finally:
-            executor.close()
+            trials.close()  # no trial process waits idle through the final measurement
         if self.is_cancelled():  # stopped between trials: the job resumes (or was cancelled)
             raise Cancelled("search stopped between trials")
 
@@ -197,6 +209,10 @@ class SearchRun:
 
     def _step_progress(self, fraction: float, message: str, metrics: dict[str, float]) -> None:
         self.progress.emit("trial", self._percent(), message, metrics)
+
+    def _trial_progress(self, number: int, message: str, metrics: dict[str, float]) -> None:
+        """What a trial running in a process beside this worker says."""
+        self.progress.emit(f"trial {number}", self._percent(), message, metrics)
 
     def _after_trial(self, frozen: Any) -> bool:
         """Report a finished trial and store the result so far; whether it counts."""

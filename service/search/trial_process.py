@@ -3,8 +3,11 @@ task on any node.
 
 Such a process opens the job's store itself (`TrialContext`: the data dir, the job, its
 run, the shared settings), builds the search's `TrialInputs` once and keeps them for the
-trials it runs next. Its writes are fenced to the job's run like the worker's, and it only
-writes progress events: the study and the job's percent belong to the search's worker.
+trials it runs next. It writes nothing but, on Ray, progress events (`TrialEvents`, fenced
+to the job's run like the worker's writes): the study and the job's percent belong to the
+search's worker, and a trial process beside it hands its progress to the worker instead
+(service/search/executors.py), since on the embedded SQLite store every writer more is a
+writer waiting for the lock.
 """
 
 from __future__ import annotations
@@ -62,7 +65,14 @@ class TrialEvents:
 class TrialProcess:
     """What one process needs to run trials of one search run."""
 
-    def __init__(self, context: TrialContext, is_cancelled: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        context: TrialContext,
+        is_cancelled: Callable[[], bool],
+        progress_for: Callable[[int], ProgressFn] | None = None,
+    ) -> None:
+        """`progress_for(trial number)`: where a trial's progress goes (default: events
+        written to the store)."""
         from compressors import registry
         from runtimes import helper_process
         from service.search.inputs import search_inputs
@@ -80,7 +90,7 @@ class TrialProcess:
         search = self.repo.get_search(job.id)
         if search is None:
             raise LookupError(f"job {job.id} is not a search")
-        self.events = TrialEvents(self.repo, job.id)
+        self.progress_for = progress_for or TrialEvents(self.repo, job.id).for_trial
         self.scratch = scratch_path(data_dir, job.id, context.attempt)
         self.inputs: TrialInputs = search_inputs(
             self.repo,
@@ -94,7 +104,7 @@ class TrialProcess:
         )
 
     def run(self, task: TrialTask) -> TrialResult:
-        inputs = replace(self.inputs, progress=self.events.for_trial(task.number))
+        inputs = replace(self.inputs, progress=self.progress_for(task.number))
         return execute(inputs, task)
 
     def close(self) -> None:
