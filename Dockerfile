@@ -91,13 +91,14 @@ ENV PATH=/opt/venv/bin:$PATH \
     PARETO_HOST=0.0.0.0 \
     PARETO_PORT=8001 \
     PARETO_METRICS_PORT=8002 \
+    PARETO_HTTP_PORT=8000 \
     PARETO_DATA_DIR=/data \
     NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility
 USER ${UID}:${UID}
 WORKDIR /data
 VOLUME ["/data"]
-EXPOSE 8001 8002
+EXPOSE 8000 8001 8002
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-m", "pareto_cli.healthcheck"]
 ENTRYPOINT ["pareto"]
@@ -119,11 +120,12 @@ ENV PATH=/opt/venv/bin:$PATH \
     PARETO_HOST=0.0.0.0 \
     PARETO_PORT=8001 \
     PARETO_METRICS_PORT=8002 \
+    PARETO_HTTP_PORT=8000 \
     PARETO_DATA_DIR=/data
 USER ${UID}:${UID}
 WORKDIR /data
 VOLUME ["/data"]
-EXPOSE 8001 8002
+EXPOSE 8000 8001 8002
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-m", "pareto_cli.healthcheck"]
 ENTRYPOINT ["pareto"]

@@ -57,8 +57,11 @@ proto:
 
 bench:
 	$(PY) -m bench.serving
+	$(PY) -m bench.http_stacks
+	$(PY) -m bench.peers
 	$(PY) -m bench.routing
 	$(PY) -m bench.compression
+	$(PY) -m bench.transformers
 	$(PY) -m bench.distillation
 	$(PY) -m bench.runtimes
 	$(PY) -m bench.search

@@ -73,6 +73,7 @@ class GatewayProcess:
         self.log_path = Path(log_path)
         self.port = free_port()
         self.metrics_port = free_port()
+        self.http_port = free_port()
         self._env = {**os.environ, **(env or {})}
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
@@ -96,6 +97,7 @@ class GatewayProcess:
             *pareto_command(),
             "serve",
             *("--port", str(self.port), "--metrics-port", str(self.metrics_port)),
+            *("--http-port", str(self.http_port)),
             *("--data-dir", str(self.data_dir)),
         ]
         self.log_path.parent.mkdir(parents=True, exist_ok=True)

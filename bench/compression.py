@@ -42,13 +42,13 @@ MODEL_CACHE = REPO_ROOT / ".pareto" / "examples"
 MINILM_SEQ_LEN = 32
 MINILM_SENTENCES = 1000  # 20% held out for fidelity, the rest unused (kept for calibration)
 PACKAGES = ("onnx", "onnxruntime", "torch", "torch-pruning", "onnx2torch", "scikit-learn")
-_OPS = {">=": operator.ge, "<=": operator.le}
+_OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt}
 
 
 @dataclass(frozen=True)
 class Target:
     metric: str  # a key of `ratios()`
-    op: str  # ">=" or "<="
+    op: str  # ">=", "<=" or ">"
     limit: float
 
     def check(self, ratios: dict[str, float]) -> dict[str, Any]:

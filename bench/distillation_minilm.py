@@ -6,11 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from bench.compression import ratios
 from compressors.base import Artifact, Dataset
 from compressors.measure.evaluate import EvaluationSettings, evaluate
+from compressors.measure.neighbours import neighbour_agreement
 from pareto_core.formats import FORMAT_TORCH_EXPORT
 
 MODEL_CACHE = Path(__file__).resolve().parent.parent / ".pareto" / "examples"
@@ -30,29 +29,6 @@ MINILM_DISTILL = {
     "teacher_hidden": "/bert/encoder/layer.5/output/LayerNorm/LayerNormalization_output_0",
     "hidden_weight": 1.0,
 }
-
-
-def neighbour_agreement(student: np.ndarray, teacher: np.ndarray, k: int = 5) -> dict[str, float]:
-    """How the student ranks the held-out sentences against each other, as the teacher does:
-    top-1 nearest-neighbour agreement, mean overlap of the k nearest, and the Spearman
-    correlation of all pairwise cosine similarities."""
-
-    def similarities(e: np.ndarray) -> np.ndarray:
-        e = e / np.linalg.norm(e, axis=1, keepdims=True)
-        sims = e @ e.T
-        np.fill_diagonal(sims, -np.inf)
-        return sims
-
-    s_sims, t_sims = similarities(student), similarities(teacher)
-    s, t = np.argsort(-s_sims, axis=1)[:, :k], np.argsort(-t_sims, axis=1)[:, :k]
-    overlap = [len(set(a) & set(b)) / k for a, b in zip(s, t, strict=True)]
-    upper = np.triu_indices(len(student), 1)
-    ranks = [np.argsort(np.argsort(x[upper])) for x in (s_sims, t_sims)]
-    return {
-        "nn_top1_agreement": float((s[:, 0] == t[:, 0]).mean()),
-        f"nn_overlap_at_{k}": float(np.mean(overlap)),
-        "pairwise_spearman": float(np.corrcoef(ranks[0], ranks[1])[0, 1]),
-    }
 
 
 def transfer_text(held_out: list[str], limit: int, seed: int = 0) -> list[str]:

@@ -22,7 +22,18 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 OUTPUT = ROOT / "docs" / "benchmarks.md"
 
-ORDER = ("serving", "routing", "compression", "distillation", "runtimes", "search", "scale", "load")
+ORDER = (
+    "serving",
+    "http_stacks",
+    "routing",
+    "compression",
+    "transformers",
+    "distillation",
+    "runtimes",
+    "search",
+    "scale",
+    "load",
+)
 FLAG_KEYS = {"ok", "met", "pass", "passed"}  # a record's own verdict on its target
 NAME_KEYS = ("label", "case", "kind", "name", "target")  # what names a record in a list
 CONTAINERS = {"results", "models", "variants", "targets", "ratios", "decision", "cells"}
@@ -67,6 +78,15 @@ TABLES: dict[str, tuple[Table, ...]] = {
         ),
         Table("Transport floor (calls that run no model)", "transport_floor", "*"),
     ),
+    "http_stacks": (
+        Table(
+            "Requests per second per stack and case (medians over rounds)",
+            "cells",
+            "case stack throughput_rps p50_ms p99_ms rps_per_round",
+        ),
+        Table("Throughput relative to the chosen stack", "ratios", "*"),
+        Table("Choice", "decision", "*"),
+    ),
     "routing": (
         Table("Router decision", "decision", "kind calls p50_us p99_us"),
         Table("End to end", "end_to_end.sides", LATENCY, "side"),
@@ -86,6 +106,29 @@ TABLES: dict[str, tuple[Table, ...]] = {
             "ratios.accuracy_drop_pp ratios.cosine_mean ratios.top1_agreement",
             "model",
         ),
+    ),
+    "transformers": (
+        Table(
+            "Parent (fp32)",
+            "results.*",
+            "speed_batch parent_p50_ms parent.size_bytes parent.memory_bytes",
+            "model",
+        ),
+        Table(
+            "Variants, as ratios to fp32 (speed at batch 1, sequence 32); fidelity on held-out "
+            "sentences",
+            "results.*.variants",
+            "label ratios.size_x ratios.speedup ratios.speedup_vs_dynamic ratios.cosine_mean "
+            "ratios.cosine_min ratios.nn_top1_agreement ratios.pairwise_spearman",
+            "model",
+        ),
+        Table(
+            "Best int4 weight-only variant",
+            "results.*.weight_only_int4_best",
+            "label size_x speedup cosine_mean",
+            "model",
+        ),
+        Table("Not measured here", "results.*.not_measured", "label reason", "model"),
     ),
     "distillation": (
         Table("MiniLM transfer set", "minilm.sentences", "transfer held_out seq_len"),

@@ -23,6 +23,7 @@ TECHNIQUE_MODULES: tuple[str, ...] = (
     "compressors.quantization.static",
     "compressors.quantization.accuracy_aware",
     "compressors.quantization.fp16",
+    "compressors.quantization.weight_only",
     "compressors.pruning.magnitude",
     "compressors.pruning.structured",
     "compressors.low_rank.svd",

@@ -34,6 +34,7 @@ DIGITS_INPUT = "pixels"
 DIGITS_OUTPUT = "logits"
 MINILM_INPUTS = ("input_ids", "attention_mask")
 MINILM_OUTPUT = "embedding"
+MINILM_TOKENS_OUTPUT = "last_hidden_state"
 MINILM_DIM = 384
 
 
@@ -248,6 +249,39 @@ def export_minilm(out_path: Path) -> BuiltModel:
                 | {MINILM_OUTPUT: {0: "batch"}},
             )
             _fix_output_dims(tmp, MINILM_OUTPUT, ("batch", MINILM_DIM))
+        _write_sidecar(out_path, params)
+    return BuiltModel(out_path, params)
+
+
+def export_minilm_tokens(out_path: Path) -> BuiltModel:
+    """Export (or reuse) MiniLM as a standard Hugging Face feature-extraction export does:
+    inputs input_ids, attention_mask INT64 [batch, seq], output "last_hidden_state" FP32
+    [batch, seq, 384], one vector per token (padding positions included), no pooling."""
+    out_path = Path(out_path)
+    params = {"model": "all-MiniLM-L6-v2-tokens", "opset": OPSET, "builder": BUILDER_VERSION}
+    if _cached_meta(out_path, params) is None:
+        import torch
+
+        class LastHiddenState(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.bert = _pooled_minilm().bert
+
+            def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> Any:
+                return self.bert(input_ids=input_ids, attention_mask=attention_mask)[0]
+
+        example = {k: torch.from_numpy(v) for k, v in tokenize(["an example"], 16).items()}
+        dynamic = {0: "batch", 1: "seq"}
+        with _atomic_target(out_path) as tmp:
+            _onnx_export(
+                LastHiddenState().eval(),
+                (example["input_ids"], example["attention_mask"]),
+                tmp,
+                input_names=list(MINILM_INPUTS),
+                output_names=[MINILM_TOKENS_OUTPUT],
+                dynamic_axes={name: dynamic for name in (*MINILM_INPUTS, MINILM_TOKENS_OUTPUT)},
+            )
+            _fix_output_dims(tmp, MINILM_TOKENS_OUTPUT, ("batch", "seq", MINILM_DIM))
         _write_sidecar(out_path, params)
     return BuiltModel(out_path, params)
 

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pareto_cli.client import FORMAT_NAMES, ParetoClient
+from pareto_cli.config import config
 from pareto_cli.datasets import datasets
 from pareto_cli.deploy import deploy
 from pareto_cli.export import export
@@ -114,6 +115,7 @@ def _split_pair(text: str, option: str) -> tuple[str, str]:
 COMMANDS = (
     serve,
     infer,
+    config,
     datasets,
     compress,
     jobs,

@@ -26,6 +26,7 @@ from typing import Annotated, Any, TypeVar
 from pydantic import AfterValidator, BaseModel, Field, ValidationError
 
 from pareto_core.errors import InvalidArgument
+from pareto_core.tensors import Signature
 
 OptionsT = TypeVar("OptionsT", bound=BaseModel)
 MAX_DEVICE_ID = 63
@@ -62,6 +63,10 @@ class OptionContext:
     # A job measuring on a runtime that calibrates: its own calibration dataset, which
     # replaces any other (a job's figures depend on its inputs only).
     calibration_dataset: str = ""
+    # The stored model being loaded: its sha256 and its signature (what a runtime serving
+    # it from elsewhere checks it really serves).
+    model_sha256: str = ""
+    signature: Signature | None = None
 
 
 def parse_options(

@@ -36,6 +36,7 @@ from pareto_core.formats import FORMAT_ONNX, FORMAT_ONNX_BUNDLE, FORMAT_TORCH_EX
 from pareto_core.tensors import Signature, TensorSpec
 from runtimes.base import Capabilities, Runtime, RuntimeDescription, Session
 from runtimes.options import OptionContext, Options
+from runtimes.remote_identity import check_sha256, check_signature
 
 RUNTIME_NAME = "triton_remote"
 T = TypeVar("T")
@@ -52,6 +53,9 @@ class TritonOptions(BaseModel):
     retry_backoff_s: float = Field(0.05, ge=0, le=10)
     pool_size: int = Field(4, ge=1, le=64)
     load_remote: bool = True  # ask the server to load the model when it is not ready
+    # Filled by the gateway (runtimes/remote_identity.py): what the remote model must be.
+    expect_sha256: str = ""
+    expect_signature: dict[str, list[dict[str, Any]]] | None = None
 
 
 _CODES: dict[str, type[ParetoError]] = {
@@ -159,7 +163,32 @@ class TritonSession(Session):
                 for t in items
             )
 
-        return Signature(specs(meta.get("inputs", [])), specs(meta.get("outputs", [])))
+        remote = Signature(specs(meta.get("inputs", [])), specs(meta.get("outputs", [])))
+        self._check_identity(remote, what)
+        return remote
+
+    def _check_identity(self, remote: Signature, what: str) -> None:
+        from tritonclient.utils import InferenceServerException
+
+        o = self.options
+        if o.expect_signature is not None:
+            inputs, outputs = (
+                tuple(TensorSpec.from_json(t) for t in o.expect_signature[key])
+                for key in ("inputs", "outputs")
+            )
+            check_signature(Signature(inputs, outputs), remote, f"{RUNTIME_NAME}: {what}")
+        if not o.expect_sha256:
+            return
+        try:
+            config = self._call(
+                what,
+                lambda c: c.get_model_config(
+                    o.model_name, o.model_version, as_json=True, client_timeout=o.timeout_s
+                ),
+            )
+        except (ParetoError, InferenceServerException):  # a server without ModelConfig
+            return
+        check_sha256(o.expect_sha256, config.get("config", {}), f"{RUNTIME_NAME}: {what}")
 
     def run(
         self, inputs: dict[str, np.ndarray], output_names: list[str] | None = None
@@ -199,12 +228,25 @@ class TritonRemote(Runtime):
     formats = frozenset({FORMAT_ONNX, FORMAT_ONNX_BUNDLE, FORMAT_TORCH_EXPORT})
     auto_select = False  # needs the remote server's address: only when asked for
     options_model = TritonOptions
+    server_options = {
+        "expect_sha256": "the gateway checks the remote model is the stored one",
+        "expect_signature": "the gateway checks the remote model is the stored one",
+    }
 
     def complete_options(self, options: Options, context: OptionContext) -> Options:
-        """The remote model defaults to the name this gateway serves it under."""
-        if options.get("model_name") or not context.served_name:
-            return options
-        return {**options, "model_name": context.served_name}
+        """The remote model defaults to the name this gateway serves it under; what it
+        must be (the stored model's sha256 and signature) comes from the gateway."""
+        completed = dict(options)
+        if not completed.get("model_name") and context.served_name:
+            completed["model_name"] = context.served_name
+        if context.model_sha256:
+            completed["expect_sha256"] = context.model_sha256
+        if context.signature is not None:
+            completed["expect_signature"] = {
+                "inputs": [t.to_json() for t in context.signature.inputs],
+                "outputs": [t.to_json() for t in context.signature.outputs],
+            }
+        return completed
 
     def capabilities(self) -> Capabilities:
         from pareto_core.tensors import KSERVE_TO_NUMPY

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -56,10 +57,16 @@ INFERENCE_QUEUE_DURATION = Histogram(
     _SERVING,
     buckets=_LATENCY_BUCKETS,
 )
+INFERENCE_BATCH_SIZE = Histogram(
+    "pareto_inference_batch_size",
+    "Rows per run of the model: the size of a dynamic batch (1 for a request alone).",
+    _SERVING,
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096),
+)
 INFERENCE_IN_FLIGHT = Gauge(
     "pareto_inference_in_flight",
-    "Inference calls admitted and not finished (waiting for a gRPC thread or running); "
-    "at most PARETO_MAX_INFLIGHT_REQUESTS.",
+    "Inference calls admitted and not finished (gRPC and REST; waiting for a thread or "
+    "running); at most PARETO_MAX_INFLIGHT_REQUESTS.",
 )
 GRPC_CALLS_ACTIVE = Gauge(
     "pareto_grpc_calls_active",
@@ -185,6 +192,29 @@ UPLOAD_BYTES = Counter(
     "pareto_upload_bytes",
     "Bytes received in model uploads, whether or not the upload succeeded.",
 )
+
+
+@dataclass
+class ModelMeters:
+    """One loaded model's per-request metrics, bound to its labels once at load: every
+    `labels()` call takes a lock and a lookup, several times per request otherwise."""
+
+    labels: tuple[str, str, str]
+    duration: Histogram = field(init=False)
+    queue: Histogram = field(init=False)
+    batch_size: Histogram = field(init=False)
+    _requests: dict[str, Counter] = field(init=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.duration = INFERENCE_DURATION.labels(*self.labels)
+        self.queue = INFERENCE_QUEUE_DURATION.labels(*self.labels)
+        self.batch_size = INFERENCE_BATCH_SIZE.labels(*self.labels)
+
+    def requests(self, code: str) -> Counter:
+        counter = self._requests.get(code)
+        if counter is None:
+            counter = self._requests[code] = INFERENCE_REQUESTS.labels(*self.labels, code)
+        return counter
 
 
 @contextmanager

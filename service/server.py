@@ -1,9 +1,11 @@
-"""Builds and runs the gateway: one gRPC port for everything, metrics on HTTP."""
+"""Builds and runs the gateway: one gRPC port for everything, KServe v2 REST on a port of
+its own, metrics on HTTP."""
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from concurrent import futures
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -40,7 +42,7 @@ from service.api.inference import InferenceServicer
 from service.api.jobs import JobServicer
 from service.api.models import ModelServicer
 from service.api.variants import VariantServicer
-from service.auth import auth_interceptor, tls
+from service.auth import Guard, auth_interceptor, guard, tls
 from service.catalog.datasets import DatasetUploader
 from service.catalog.models import ModelCatalog
 from service.catalog.uploads import Uploader, recover_store
@@ -49,6 +51,10 @@ from service.deployments.manager import DeploymentManager
 from service.deployments.shadow import ShadowQueue
 from service.deployments.sync import DeploymentSync
 from service.jobs.scheduler import JobScheduler
+from service.rest.api import RestApi
+from service.rest.server import RestApp, RestOptions, RestServer
+from service.serving.admission import InflightLimit
+from service.serving.configs import ServingConfigs
 from service.serving.dataplane import DataPlane
 from service.serving.executor import Executor
 from service.serving.prepare import RuntimePreparer
@@ -89,6 +95,8 @@ class GatewayServer:
         self.port = 0
         self.metrics_port = 0
         self.health_port = 0
+        self.http_port = 0  # the REST port; 0 while off
+        self._rest: RestServer | None = None
         self._ready = threading.Event()
         self._lock = DataDirLock(lock_dir(settings))
         self._health = health.HealthServicer()
@@ -100,8 +108,10 @@ class GatewayServer:
 
             check_settings(s)
         credentials = tls.server_credentials(s)  # bad TLS or token files stop us first
-        self._auth = auth_interceptor(s)
-        self._limiter = InflightLimiter(s.max_inflight_requests)
+        self._guard = guard(s)
+        self._auth = auth_interceptor(self._guard)
+        self._limit = InflightLimit(s.max_inflight_requests)  # gRPC and REST count here
+        self._limiter = InflightLimiter(self._limit)
         self._pools = CallPools(
             call_kinds(
                 s.grpc_workers,
@@ -123,13 +133,16 @@ class GatewayServer:
                 "removed %d blob(s) no record refers to (interrupted uploads)", len(orphans)
             )
         self.preparer = RuntimePreparer(self.blobs.root, s.runtime_defaults(), self._dataset_path)
+        self.configs = ServingConfigs(self.repo, s.resolve_cache_s)
         self.sessions = SessionManager(
             ServableResolver(self.repo, s.resolve_cache_s),
             self.blobs,
             self.preparer,
             s.load_on_demand,
             s.measure_memory,
+            self.configs.get,
         )
+        self.configs.changed = self.sessions.reconfigure
         executor = Executor(self.sessions, s.max_request_bytes)
         self.scheduler = JobScheduler(self.repo, s)
         self.deployments = DeploymentManager(
@@ -142,9 +155,13 @@ class GatewayServer:
         self.deployments.restore()
         self.canary = CanaryController(self.deployments, s.canary_interval_s)
         self.deployment_sync = DeploymentSync(self.deployments, s.deployment_sync_s)
+        self._inference = InferenceServicer(self.dataplane, package_version(), self._ready.is_set)
         self._grpc = self._build_grpc_server()
         self.port = _bind(self._grpc, f"{_host(s.host)}:{s.port}", credentials)
+        self._rest = self._build_rest_server(self._guard)
         self._grpc.start()
+        if self._rest is not None:
+            self._rest.start()
         self._health_grpc = self._start_health_server()
         self.scheduler.start()
         self.canary.start()
@@ -156,7 +173,11 @@ class GatewayServer:
         for name in ("", *SERVICE_NAMES):
             self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info(
-            "pareto serving gRPC on %s:%d, metrics on :%d", s.host, self.port, self.metrics_port
+            "pareto serving gRPC on %s:%d, REST on %s, metrics on :%d",
+            s.host,
+            self.port,
+            f":{self.http_port}" if self._rest is not None else "(off)",
+            self.metrics_port,
         )
 
     def _build_grpc_server(self) -> grpc.Server:
@@ -182,7 +203,12 @@ class GatewayServer:
         }
         uploader = Uploader(self.blobs, self.repo, **limits)
         models_pb2_grpc.add_ModelServiceServicer_to_server(
-            ModelServicer(uploader, self.repo, ModelCatalog(self.repo, self.blobs, self.sessions)),
+            ModelServicer(
+                uploader,
+                self.repo,
+                ModelCatalog(self.repo, self.blobs, self.sessions),
+                self.configs,
+            ),
             server,
         )
         datasets_pb2_grpc.add_DatasetServiceServicer_to_server(
@@ -197,14 +223,32 @@ class GatewayServer:
         variants_pb2_grpc.add_VariantServiceServicer_to_server(
             VariantServicer(self.repo, self.blobs, self.sessions), server
         )
-        kserve_grpc.add_GRPCInferenceServiceServicer_to_server(
-            InferenceServicer(self.dataplane, package_version(), self._ready.is_set), server
-        )
+        kserve_grpc.add_GRPCInferenceServiceServicer_to_server(self._inference, server)
         runtime_service.add_to_server(
             runtime_service.RuntimeServicer(self.sessions.resolver, self.blobs), server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(SERVICE_NAMES, server)
+        return server
+
+    def _build_rest_server(self, checks: Guard | None) -> RestServer | None:
+        """PARETO_HTTP_PORT: KServe v2 REST over the same servicer semantics, data plane,
+        tokens, TLS settings and in-flight limit (-1 = off)."""
+        s = self.settings
+        if s.http_port < 0:
+            return None
+        options = RestOptions(
+            host=s.host,
+            port=s.http_port,
+            workers=s.http_workers,
+            max_body_bytes=s.http_max_body_bytes,
+            idle_timeout_s=s.grpc_stream_idle_timeout_s,
+            ssl_context=tls.server_ssl_context(s),
+            hidden={str(self.blobs.root.resolve()): "<data dir>"},
+        )
+        api = RestApi(self._inference, self.dataplane, self._ready.is_set)
+        server = RestServer(RestApp(api, checks, self._limit, options), options)
+        self.http_port = server.port
         return server
 
     def _start_health_server(self) -> grpc.Server | None:
@@ -227,11 +271,20 @@ class GatewayServer:
         """The stored .npz of dataset `name` (NotFound if none): runtimes' calibration."""
         return self.blobs.path(self.repo.get_dataset(name).sha256)
 
-    def stop(self, grace: float = 5.0) -> None:
-        """Stop taking calls, let in-flight ones finish within `grace`, release everything."""
+    def stop(self, grace: float = 5.0, delay: float = 0.0) -> None:
+        """Turn NOT_SERVING (health, readiness) but go on serving for `delay` seconds, so
+        that load balancers and clients stop sending; then stop taking calls, let those in
+        flight (batched ones waiting in a queue too) finish within `grace`, and release
+        everything."""
         self._ready.clear()
         self._health.enter_graceful_shutdown()
+        if delay > 0:
+            time.sleep(delay)
+        if self._rest is not None:
+            self._rest.begin_stop(grace)  # both ports stop taking requests together
         self._grpc.stop(grace).wait()
+        if self._rest is not None:
+            self._rest.wait_stopped(grace + 1.0)
         if self._health_grpc is not None:
             self._health_grpc.stop(0)
         self._limiter.close()

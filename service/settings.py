@@ -17,9 +17,15 @@ MiB = 1024 * 1024
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PARETO_", extra="forbid", frozen=True)
 
-    host: str = Field("0.0.0.0", description="Address the gRPC and metrics servers bind to.")
+    host: str = Field("0.0.0.0", description="Address the gRPC, REST and metrics servers bind to.")
     port: int = Field(8001, ge=0, le=65535, description="gRPC port (0 = pick a free one).")
     metrics_port: int = Field(8002, ge=0, le=65535, description="Prometheus /metrics HTTP port.")
+    http_port: int = Field(
+        8000,
+        ge=-1,
+        le=65535,
+        description="KServe v2 REST port, Triton's HTTP port (-1 = off, 0 = pick a free one).",
+    )
     health_port: int = Field(
         -1,
         ge=-1,
@@ -55,6 +61,15 @@ class Settings(BaseSettings):
         64 * MiB, ge=4 * MiB, description="Largest gRPC message received or sent."
     )
     grpc_workers: int = Field(16, ge=1, le=1024, description="Threads serving ModelInfer calls.")
+    http_workers: int = Field(
+        16, ge=1, le=1024, description="Threads serving REST inference requests."
+    )
+    http_max_body_bytes: int = Field(
+        64 * MiB,
+        ge=64 * 1024,
+        description="Largest REST request body (after decompression); larger ones are "
+        "answered 413. JSON tensors take about 2-3 times their binary size.",
+    )
     grpc_management_workers: int = Field(
         8, ge=1, le=256, description="Threads serving the other unary calls (management API)."
     )
@@ -92,6 +107,13 @@ class Settings(BaseSettings):
     )
     shutdown_grace_s: float = Field(
         5.0, ge=0, description="On SIGTERM: how long in-flight calls may take to finish."
+    )
+    shutdown_delay_s: float = Field(
+        1.0,
+        ge=0,
+        le=600,
+        description="On SIGTERM: how long the server goes on serving after it turned "
+        "NOT_SERVING, before it stops taking calls (clients and load balancers see it first).",
     )
     ort_intra_op_threads: Threads = Field(0, description="ONNX Runtime intra-op threads.")
     ort_inter_op_threads: Threads = Field(0, description="ONNX Runtime inter-op threads.")

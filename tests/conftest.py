@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from examples.models import BuiltModel, build_digits_cnn, export_minilm
+from examples.models import BuiltModel, build_digits_cnn, export_minilm, export_minilm_tokens
 from tests.helpers.postgres_server import PostgresServer, running_postgres
 
 
@@ -25,6 +25,12 @@ def digits_model(models_dir: Path) -> BuiltModel:
 @pytest.fixture(scope="session")
 def minilm_model(models_dir: Path) -> BuiltModel:
     return export_minilm(models_dir / "minilm.onnx")
+
+
+@pytest.fixture(scope="session")
+def minilm_tokens_model(models_dir: Path) -> BuiltModel:
+    """MiniLM as a standard Hugging Face export: `last_hidden_state` [batch, seq, 384]."""
+    return export_minilm_tokens(models_dir / "minilm_tokens.onnx")
 
 
 @pytest.fixture(scope="session")

@@ -20,6 +20,7 @@ QUANTIZED_OPS = frozenset(
         "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "MatMulInteger",
         "ConvInteger", "QLinearConv", "QLinearMatMul", "QGemm", "QAttention",
         "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "MatMulNBits", "QEmbedLayerNormalization",
+        "GatherBlockQuantized",
     }
 )  # fmt: skip
 _FLOAT, _FLOAT16 = 1, 10  # onnx.TensorProto element types

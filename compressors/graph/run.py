@@ -55,9 +55,13 @@ def outputs_of(
 
 
 def score(
-    outputs: np.ndarray, reference: np.ndarray, labels: np.ndarray | None
+    outputs: np.ndarray,
+    reference: np.ndarray,
+    labels: np.ndarray | None,
+    mask: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """accuracy/loss (with labels), cosine_mean/min, top1_agreement, max_abs_error."""
+    """The quality map of `compressors.measure.quality` (accuracy/loss with labels, cosines,
+    top1_agreement, max_abs_error; token-level outputs compared where `mask` is set)."""
     from compressors.measure.quality import quality_metrics
 
-    return quality_metrics(outputs, reference, labels)
+    return quality_metrics(outputs, reference, labels, mask)

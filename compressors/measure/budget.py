@@ -6,11 +6,18 @@ the parent and the variant have an accuracy, i.e. the evaluation data has labels
 (same argmax as the parent), and `keep_failing` (store a failing variant anyway; the runner
 reads it, it is no limit). With no limit set, or none that the measurements allow checking,
 the default applies: an accuracy drop of at most 1 pp when there are labels, else a mean
-cosine of at least 0.99.
+cosine of at least 0.99. For a token-level output, `cosine_mean` is measured on the real
+tokens of the attention mask (see `compressors.measure.quality`).
+
+A failing check says which measure failed, its value and the limit, what the measure is,
+and how to change the outcome: the limit that would accept the variant, `keep_failing`,
+or a milder recipe; where another measure tells more (the pooled sentence embedding of a
+token-level output), its value too.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -33,6 +40,12 @@ _RANGES: dict[str, tuple[float, float]] = {
 }
 # Measured values are compared with this slack, so 0.99 == 0.99 passes despite rounding.
 _EPS = 1e-9
+_DIGITS = 1e4  # limits suggested in messages: 4 decimals, rounded towards accepting
+_MILDER = "to meet it, try a milder recipe (more bits, fewer layers quantized or pruned)"
+_WHAT = {
+    "cosine_mean": "mean cosine of the variant's outputs to the parent's on the evaluation inputs",
+    "top1_agreement": "share of samples with the parent's top-1 class",
+}
 
 
 def validate_budget(budget: Mapping[str, Any]) -> None:
@@ -74,20 +87,49 @@ def _check_drop(parent_q: Mapping, variant_q: Mapping, limit: float) -> tuple[bo
     drop = before - after
     text = f"accuracy drop {drop:.4f} ({before:.4f} -> {after:.4f})"
     if drop > limit + _EPS:
-        return False, f"{text} exceeds {MAX_ACCURACY_DROP} {limit:g}"
+        accept = math.ceil((drop - _EPS) * _DIGITS) / _DIGITS
+        return False, f"{text} exceeds {MAX_ACCURACY_DROP} {limit:g}; " + _how(
+            MAX_ACCURACY_DROP, f"raise quality_budget.{MAX_ACCURACY_DROP} to {accept:g}"
+        )
     return True, f"{text} <= {MAX_ACCURACY_DROP} {limit:g}"
 
 
 def _check_min(metric: str, key: str) -> Callable[[Mapping, Mapping, float], tuple[bool, str]]:
     def check(_parent_q: Mapping, variant_q: Mapping, limit: float) -> tuple[bool, str]:
         if metric not in variant_q:
-            return False, f"{metric} was not measured for this model, so {key} cannot hold"
+            measured = ", ".join(sorted(variant_q)) or "nothing"
+            return False, (
+                f"{metric} was not measured for this model, so {key} cannot hold "
+                f"(measured: {measured}); budget on a measured figure instead"
+            )
         value = variant_q[metric]
         if value < limit - _EPS:
-            return False, f"{metric} {value:.4f} is below {key} {limit:g}"
+            accept = math.floor((value + _EPS) * _DIGITS) / _DIGITS
+            return False, (
+                f"{metric} {value:.4f} is below {key} {limit:g} ({_what(metric, variant_q)}); "
+                + _how(key, f"lower quality_budget.{key} to {accept:g}")
+            )
         return True, f"{metric} {value:.4f} >= {key} {limit:g}"
 
     return check
+
+
+def _how(key: str, relax: str) -> str:
+    return f"to accept it, {relax} or set quality_budget.keep_failing: true; {_MILDER}"
+
+
+def _what(metric: str, variant_q: Mapping[str, float]) -> str:
+    """What `metric` measures, with the figures that put it in context."""
+    text = _WHAT.get(metric, metric)
+    if metric == "cosine_mean" and "pooled_cosine_mean" in variant_q:
+        pooled = variant_q["pooled_cosine_mean"]
+        text += (
+            f", on the real tokens of a token-level output; its mask-pooled sentence "
+            f"embeddings score pooled_cosine_mean {pooled:.4f}"
+        )
+    if "nn_top1_agreement" in variant_q:
+        text += f"; nearest-neighbour agreement {variant_q['nn_top1_agreement']:.3f}"
+    return text
 
 
 _CHECKS = {

@@ -10,7 +10,8 @@ the same minutes:
   samples); accuracy/loss against labels when there are labels and the outputs are class
   scores, and fidelity to the parent's outputs (the parent against itself scores cosine 1,
   agreement 1, error 0). Figures use each model's first output (or the one named like the
-  parent's first output);
+  parent's first output). A token-level output is compared on the real tokens of the
+  inputs' attention mask, and as mask-pooled sentence embeddings (see `quality`);
 * `latency` per batch size: the dataset's first `batch` samples (repeated when it has
   fewer), `warmup` untimed runs, then `iterations` rounds in which every model runs once,
   the order rotating each round, so the machine's drift hits every model alike;
@@ -43,6 +44,7 @@ from compressors.base import Artifact, Dataset, ProgressFn
 from compressors.measure.inputs import fixed_batch, inputs_for, rows, source_inputs
 from compressors.measure.model_stats import file_stats
 from compressors.measure.quality import QualityAccumulator, batched_outputs
+from compressors.measure.tokens import token_mask
 from pareto_core.errors import Cancelled, FailedPrecondition, InvalidArgument, ParetoError
 from pareto_core.tensors import Signature
 from runtimes.base import Runtime, Session
@@ -268,6 +270,8 @@ def _quality(
     check = settings.check_cancelled
     reference = _all_outputs(sessions[0], source, n, reference_name, check)
     label_rows = None if labels is None else rows(labels, n)
+    mask = token_mask(source)
+    mask_rows = None if mask is None else rows(mask, n)
     results = []
     for k, session in enumerate(sessions):
         output = _output_name(session, reference_name)
@@ -277,7 +281,8 @@ def _quality(
             part = slice(start, start + QUALITY_BATCH)
             ref = reference[part]
             out = ref if k == 0 else outputs[part]  # the parent: the very same array
-            acc.add(out, ref, None if label_rows is None else label_rows[part])
+            part_labels = None if label_rows is None else label_rows[part]
+            acc.add(out, ref, part_labels, None if mask_rows is None else mask_rows[part])
         results.append(acc.result())
     return results
 

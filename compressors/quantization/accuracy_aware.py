@@ -39,6 +39,7 @@ from compressors.base import (
     TechniqueConfig,
 )
 from compressors.graph.files import artifact_for, load_model, size_report
+from compressors.graph.qdq import LINEAR_OPS
 from compressors.quantization import dynamic as dynamic_q
 from compressors.quantization import static as static_q
 from compressors.quantization.dynamic import DynamicConfig
@@ -79,10 +80,19 @@ def _evaluation_dataset(ctx: StepContext) -> Dataset:
     return dataset
 
 
-def _quantizer(
-    artifact: Artifact, config: AccuracyAwareConfig, ctx: StepContext
-) -> tuple[QuantizeFn, Path, str, dict[str, Any]]:
-    """(quantize function, the prepared model, quantization mode, preparation report)."""
+@dataclass(frozen=True)
+class Quantizer:
+    """How one base quantizes: the function, the graph it quantizes, the op types it
+    quantizes there, the nodes it keeps float anyway, and the preparation report."""
+
+    quantize: QuantizeFn
+    prepared: Path
+    op_types: set[str]
+    excluded: set[str]
+    report: dict[str, Any]
+
+
+def _quantizer(artifact: Artifact, config: AccuracyAwareConfig, ctx: StepContext) -> Quantizer:
     if config.base == "dynamic":
         cfg = config.dynamic
         prepared, excluded, report = dynamic_q.prepare_checked(artifact, cfg, ctx.work_dir)
@@ -90,29 +100,32 @@ def _quantizer(
         def run_dynamic(out: Path, fp32: list[str]) -> None:
             dynamic_q.quantize(prepared, out, cfg, excluded + fp32)
 
-        return run_dynamic, prepared, "dynamic", {"optimizer": report}
+        ops = set(cfg.op_types) or quantizable_ops("dynamic")
+        if "MatMul" in ops:
+            ops.add("Gemm")  # ORT's dynamic quantizer turns Gemm into MatMul (+ Add) first
+        return Quantizer(run_dynamic, prepared, ops, set(excluded), {"optimizer": report})
     scfg = config.static
     calibration = ctx.dataset(ROLE_CALIBRATION, NAME)
-    prepared, excluded, report = static_q.prepare_checked(artifact, scfg, ctx.work_dir)
+    static = static_q.prepare_checked(artifact, scfg, ctx, calibration)
     cache = ctx.work_dir / "calibration.json"  # calibrated once, used by every candidate
-    samples = static_q.calibrate(prepared, artifact.signature, calibration, scfg, ctx, cache, 0.1)
+    samples = static_q.calibrate(static, artifact.signature, calibration, scfg, ctx, cache, 0.1)
 
     def run_static(out: Path, fp32: list[str]) -> None:
-        static_q.quantize(prepared, out, scfg, cache, excluded + fp32)
+        static_q.quantize(static, out, scfg, cache, fp32)
 
+    ops = set(scfg.op_types) or (set(LINEAR_OPS) if static.transformer else None)
     calibrated = {"dataset": calibration.name, "method": scfg.method, "samples": samples}
-    return run_static, prepared, scfg.format, {"preprocess": report, "calibration": calibrated}
+    report = {**static.report, "calibration": calibrated}
+    ops = ops or quantizable_ops(scfg.format)
+    return Quantizer(run_static, static.path, ops, set(static.excluded), report)
 
 
-def _candidates(prepared: Path, mode: str, config: AccuracyAwareConfig) -> list[dict[str, Any]]:
-    base = config.dynamic if config.base == "dynamic" else config.static
-    ops = set(base.op_types) or quantizable_ops(mode)
-    if mode == "dynamic" and "MatMul" in ops:
-        ops.add("Gemm")  # ORT's dynamic quantizer turns Gemm into MatMul (+ Add) first
+def _candidates(quantizer: Quantizer) -> list[dict[str, Any]]:
+    """The weighted nodes the base quantizes (largest first): the layers whose sensitivity
+    is measured; in a transformer, its linear layers."""
+    model = load_model(quantizer.prepared)
     nodes = [
-        n
-        for n in weighted_nodes(load_model(prepared), ops)
-        if n["node"] not in base.nodes_to_exclude
+        n for n in weighted_nodes(model, quantizer.op_types) if n["node"] not in quantizer.excluded
     ]
     return sorted(nodes, key=lambda n: n["params"], reverse=True)
 
@@ -200,16 +213,16 @@ def search(
     artifact: Artifact, config: AccuracyAwareConfig, ctx: StepContext, evaluation: Dataset
 ) -> tuple[Choice, dict[str, Any]]:
     """The chosen model and the report: sensitivity table, search tries, final quality."""
-    quantize, prepared, mode, prep_report = _quantizer(artifact, config, ctx)
+    quantizer = _quantizer(artifact, config, ctx)
     budget = dict(ctx.quality_budget)
     reference = ctx.parent if ctx.parent.format == FORMAT_ONNX else artifact
     scorer = Scorer(
         reference, evaluation, config.eval_samples, ctx.threads, config.batch_size, budget
     )
-    s = Search(quantize, scorer, ctx, budget)
+    s = Search(quantizer.quantize, scorer, ctx, budget)
     full_path, full_quality = s.measure([], keep=True)
     full = Choice(full_path, full_quality, [], *s.check(full_quality))
-    candidates = _candidates(prepared, mode, config)
+    candidates = _candidates(quantizer)
     ranked = s.sensitivity(candidates[: config.max_candidates], full_quality)
     chosen = full if full.budget_ok else s.greedy(ranked, config.max_fp32_nodes)
     if chosen is not full:
@@ -218,7 +231,7 @@ def search(
     sensitivity = {"sensitivity": ranked, "not_analyzed": not_analyzed}
     report = {
         "base": config.base,
-        **prep_report,
+        **quantizer.report,
         **_quality_report(scorer, evaluation, reference is ctx.parent),
         "fully_quantized": full.to_json(),
         **sensitivity,

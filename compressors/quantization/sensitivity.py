@@ -50,12 +50,18 @@ class Scorer:
     budget: dict[str, Any]
 
     def __post_init__(self) -> None:
+        from compressors.measure.tokens import token_mask
+
         self.output = self.reference.signature.outputs[0].name
         self.reference_outputs = self._run(self.reference)
         n = len(self.reference_outputs)
         self.labels = None if self.dataset.labels is None else np.asarray(self.dataset.labels[:n])
-        self.reference_quality = score(self.reference_outputs, self.reference_outputs, self.labels)
+        self.mask = token_mask({k: v[:n] for k, v in self.dataset.inputs.items()})
+        self.reference_quality = self._score(self.reference_outputs)
         self.metric = metric_for(self.budget, self.reference_quality)
+
+    def _score(self, outputs: np.ndarray) -> dict[str, float]:
+        return score(outputs, self.reference_outputs, self.labels, self.mask)
 
     def _run(self, artifact: Artifact) -> np.ndarray:
         names = [t.name for t in artifact.signature.outputs]
@@ -65,8 +71,7 @@ class Scorer:
 
     def score(self, path: Path) -> dict[str, float]:
         """The quality map of the model at `path` (same IO as the step's input)."""
-        outputs = self._run(artifact_for(path))
-        return score(outputs, self.reference_outputs, self.labels)
+        return self._score(self._run(artifact_for(path)))
 
     def key(self, quality: dict[str, float]) -> tuple[float, float]:
         """Sort key: the metric, then cosine (accuracy alone ties on small datasets)."""

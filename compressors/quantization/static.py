@@ -6,11 +6,22 @@ at load), weights int8 (per channel by default), activations uint8 or int8, rang
 minmax, entropy or percentile calibration on the job's "calibration" dataset. The model is
 first run through ORT's quantization pre-processing (`quant_pre_process`: symbolic shape
 inference and basic graph optimizations) where that succeeds.
+
+Transformers (self-attention in the graph, `transformer: auto`, or `always`) are quantized
+the way they survive it: only the linear layers (MatMul/Gemm with a constant weight) are
+int8 and their outputs stay float (ORT runs them as MatMulIntegerToFloat); the attention
+products of two activations, Softmax, LayerNorm and the residual Adds stay float unless
+the config names them (`attention_matmuls`, `op_types`), and the residual stream is never
+rounded (see `compressors.graph.qdq`). Quantizing every op, as for a CNN, takes MiniLM to a
+pooled cosine of 0.34; this keeps it above 0.99 and runs 2.5-2.9x faster than fp32.
+Optionally, SmoothQuant (`smooth_quant_alpha`, see `smooth_quant`) first moves activation
+outliers into the weights.
 """
 
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,6 +43,7 @@ from compressors.graph.files import (
     require_fp32,
     size_report,
 )
+from compressors.graph.qdq import LINEAR_OPS
 from compressors.quantization.options import (
     NodeName,
     OpType,
@@ -46,6 +58,7 @@ NAME = "quantize.static"
 DEFAULT_PERCENTILE = 99.999
 DEFAULT_ENTROPY_BINS = 512
 QUANTIZED_BINS = 128  # entropy: the int8 histogram the KL divergence compares against
+EMBEDDING_BLOCK = 32  # 8-bit embedding tables: one scale per 32 values
 
 
 class StaticConfig(TechniqueConfig):
@@ -77,6 +90,26 @@ class StaticConfig(TechniqueConfig):
     format: Literal["qdq", "qoperator"] = Field(
         "qdq", description="qdq: Q/DQ pairs around float ops; qoperator: QLinearConv, QGemm, ..."
     )
+    transformer: Literal["auto", "always", "never"] = Field(
+        "auto",
+        description="linear layers only, attention and residuals float: auto = when the "
+        "graph has self-attention (format qdq)",
+    )
+    attention_matmuls: bool = Field(
+        False, description="transformer mode: quantize the activation x activation MatMuls too"
+    )
+    embeddings: Literal["auto", "never"] = Field(
+        "auto",
+        description="transformer mode: embedding tables to 8 bits (GatherBlockQuantized) "
+        "when ONNX Runtime runs it on the CPU",
+    )
+    smooth_quant_alpha: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="SmoothQuant: share of the activation range moved into the weights "
+        "(0..1; MiniLM: 0.7); None = off",
+    )
 
     @model_validator(mode="after")
     def _options_need_their_method(self) -> StaticConfig:
@@ -84,7 +117,22 @@ class StaticConfig(TechniqueConfig):
             raise ValueError(f"percentile applies to method 'percentile', not {self.method!r}")
         if self.method != "entropy" and self.entropy_bins != DEFAULT_ENTROPY_BINS:
             raise ValueError(f"entropy_bins applies to method 'entropy', not {self.method!r}")
+        if self.transformer == "always" and self.format != "qdq":
+            raise ValueError("transformer 'always' quantizes in format 'qdq', not 'qoperator'")
+        if self.attention_matmuls and self.transformer == "never":
+            raise ValueError("attention_matmuls applies to the transformer mode (not 'never')")
         return self
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """The model `quantize_static` reads and what the technique decided about it."""
+
+    path: Path
+    # node names kept in float32: the config's, the attention products, SmoothQuant's Muls
+    excluded: list[str]
+    transformer: bool
+    report: dict[str, Any] = field(default_factory=dict)
 
 
 def preprocess(src: Path, work_dir: Path, config: StaticConfig) -> tuple[Path, dict[str, Any]]:
@@ -109,7 +157,7 @@ def preprocess(src: Path, work_dir: Path, config: StaticConfig) -> tuple[Path, d
 
 
 def calibrate(
-    prepared: Path,
+    prepared: Prepared,
     signature: Signature,
     dataset: Dataset,
     config: StaticConfig,
@@ -132,11 +180,18 @@ def calibrate(
         ctx.is_cancelled,
         progress,
     )
-    op_types = check_op_types(config.op_types, config.format, "config.op_types")
+    op_types = _op_types(config, prepared.transformer)
     op_types = op_types or sorted(quantizable_ops("qdq"))  # what quantize_static calibrates
     options = _calibrator_options(config)
-    compute_ranges(prepared, reader, config.method, op_types, options, cache, ctx.threads)
+    compute_ranges(prepared.path, reader, config.method, op_types, options, cache, ctx.threads)
     return reader.num_samples
+
+
+def _op_types(config: StaticConfig, transformer: bool) -> list[str] | None:
+    """The op types to quantize: the config's, else the linear layers of a transformer,
+    else None (every type ORT can)."""
+    named = check_op_types(config.op_types, config.format, "config.op_types")
+    return named or (list(LINEAR_OPS) if transformer else None)
 
 
 def _calibrator_options(config: StaticConfig) -> dict[str, Any]:
@@ -149,47 +204,157 @@ def _calibrator_options(config: StaticConfig) -> dict[str, Any]:
 
 
 def quantize(
-    prepared: Path,
+    prepared: Prepared,
     dst: Path,
     config: StaticConfig,
     cache: Path,
     nodes_to_exclude: list[str] | None = None,
-) -> None:
-    """Write the statically quantized `prepared` model to `dst`, with the activation ranges
-    of the calibration cache `cache` (see `calibrate`)."""
+) -> dict[str, Any]:
+    """Write the statically quantized model to `dst`, with the activation ranges of the
+    calibration cache `cache` (see `calibrate`), keeping `nodes_to_exclude` float too.
+    Returns the report of the transformer-mode rewrites ({} otherwise)."""
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
     from compressors.quantization.calibration import METHODS
 
+    op_types = _op_types(config, prepared.transformer)
+    extra: dict[str, Any] = {}
+    if prepared.transformer:  # linear layers return float: MatMulIntegerToFloat
+        extra["OpTypesToExcludeOutputQuantization"] = list(LINEAR_OPS)
     quantize_static(
-        prepared,
+        prepared.path,
         dst,
         calibration_data_reader=None,
         quant_format=QuantFormat.QDQ if config.format == "qdq" else QuantFormat.QOperator,
-        op_types_to_quantize=check_op_types(config.op_types, config.format, "config.op_types"),
+        op_types_to_quantize=op_types,
         per_channel=config.per_channel,
         reduce_range=config.reduce_range,
         activation_type=QuantType.QUInt8 if config.activation_type == "uint8" else QuantType.QInt8,
         weight_type=QuantType.QInt8,
-        nodes_to_exclude=nodes_to_exclude,
+        nodes_to_exclude=prepared.excluded + (nodes_to_exclude or []),
         calibrate_method=METHODS[config.method],
         calibration_cache_path=cache,
+        extra_options=extra,
     )
+    if not prepared.transformer:
+        return {}
+    return _transformer_rewrites(dst, set(op_types or LINEAR_OPS), config)
+
+
+def _transformer_rewrites(
+    path: Path, quantized_ops: set[str], config: StaticConfig
+) -> dict[str, Any]:
+    """Residuals and other readers of quantized tensors back on the float tensor, stored
+    shapes dropped (see `compressors.graph.qdq`), embedding tables to 8 bits."""
+    import onnx
+
+    from compressors.graph.qdq import drop_value_info, keep_float_readers
+    from compressors.quantization.embeddings import quantize_tables, runtime_support
+
+    model = load_model(path)
+    report: dict[str, Any] = {"float_readers": keep_float_readers(model, quantized_ops)}
+    drop_value_info(model)
+    missing = runtime_support() if config.embeddings == "auto" else "embeddings is 'never'"
+    if missing is None:
+        report["embeddings"] = quantize_tables(model, 8, EMBEDDING_BLOCK, False, 1024)
+    else:
+        report["embeddings"] = {"quantized": [], "reason": missing}
+    onnx.save(model, str(path))
+    return report
 
 
 def prepare_checked(
-    artifact: Artifact, config: StaticConfig, work_dir: Path
-) -> tuple[Path, list[str], dict[str, Any]]:
-    """Refuse non-fp32 models, pre-process, and check nodes_to_exclude on the result."""
+    artifact: Artifact, config: StaticConfig, ctx: StepContext, dataset: Dataset
+) -> Prepared:
+    """Refuse non-fp32 models, pre-process, check nodes_to_exclude on the result, decide the
+    transformer mode and apply SmoothQuant (calibrated on `dataset`) when configured."""
     model = load_model(artifact.path)
     require_fp32(model, NAME)
-    prepared, report = preprocess(artifact.path, work_dir, config)
-    if prepared != artifact.path:
-        model = load_model(prepared)
+    path, preprocessed = preprocess(artifact.path, ctx.work_dir, config)
+    model = load_model(path)
+    path = _named(model, path, ctx.work_dir)
     hint = " (after quant_pre_process; preprocess: false keeps the graph as uploaded)"
-    field = "config.nodes_to_exclude"
-    hint = hint if report["ran"] else ""
-    return prepared, check_nodes(model, config.nodes_to_exclude, field, hint), report
+    field_name = "config.nodes_to_exclude"
+    hint = hint if preprocessed["ran"] else ""
+    excluded = check_nodes(model, config.nodes_to_exclude, field_name, hint)
+    transformer, mode = _transformer_mode(model, config, excluded)
+    excluded += mode.get("float_attention_matmuls", [])
+    report = {"preprocess": preprocessed, "transformer": _brief(mode)}
+    if config.smooth_quant_alpha is not None:
+        path, smoothed = _smooth(path, model, artifact.signature, dataset, config, ctx, excluded)
+        excluded += smoothed.pop("mul_nodes")
+        report["smooth_quant"] = smoothed
+    return Prepared(path, excluded, transformer, report)
+
+
+def _named(model: Any, path: Path, work_dir: Path) -> Path:
+    """`path`, or a copy whose unnamed nodes got names (nodes are chosen by name)."""
+    import onnx
+
+    from compressors.graph.qdq import name_nodes
+
+    if not name_nodes(model):
+        return path
+    named = work_dir / "named.onnx"
+    onnx.save(model, str(named))
+    return named
+
+
+def _transformer_mode(
+    model: Any, config: StaticConfig, excluded: list[str]
+) -> tuple[bool, dict[str, Any]]:
+    """(whether to quantize as a transformer, the report of that choice)."""
+    from compressors.graph.qdq import activation_matmuls, linear_layers
+    from compressors.graph.transformer import looks_like_transformer
+
+    if config.transformer == "never":
+        return False, {"used": False, "reason": "transformer is 'never'"}
+    if config.format != "qdq":
+        return False, {"used": False, "reason": "format 'qoperator' quantizes every op"}
+    if config.transformer == "auto" and not looks_like_transformer(model):
+        return False, {"used": False, "reason": "no self-attention in the graph"}
+    attention = [] if config.attention_matmuls else activation_matmuls(model)
+    linear = [name for name in linear_layers(model) if name not in excluded]
+    return True, {"used": True, "linear_layers": linear, "float_attention_matmuls": attention}
+
+
+def _brief(mode: dict[str, Any]) -> dict[str, Any]:
+    """The transformer report with counts instead of name lists."""
+    if not mode["used"]:
+        return mode
+    return {
+        "used": True,
+        "linear_layers": len(mode["linear_layers"]),
+        "float_attention_matmuls": len(mode["float_attention_matmuls"]),
+    }
+
+
+def _smooth(
+    path: Path,
+    model: Any,
+    signature: Signature,
+    dataset: Dataset,
+    config: StaticConfig,
+    ctx: StepContext,
+    excluded: list[str],
+) -> tuple[Path, dict[str, Any]]:
+    """SmoothQuant on the linear layers that will be quantized."""
+    from compressors.graph.qdq import linear_layers
+    from compressors.graph.run import feeds_for
+    from compressors.quantization.smooth_quant import Group, channel_absmax, smooth
+
+    assert config.smooth_quant_alpha is not None
+    ctx.progress(0.05, f"SmoothQuant (alpha {config.smooth_quant_alpha:g})", {})
+    feeds = feeds_for(signature, dataset.inputs, config.calibration_samples, "calibration")
+    layers = set(linear_layers(model)) - set(excluded)
+    run: dict[str, Any] = {"batch_size": config.batch_size, "threads": ctx.threads}
+    run["is_cancelled"] = ctx.is_cancelled
+
+    def absmax_of(groups: list[Group]) -> dict[str, Any]:
+        return channel_absmax(path, groups, feeds, ctx.work_dir, **run)
+
+    dst = ctx.work_dir / "smoothed.onnx"
+    return dst, smooth(path, dst, layers, config.smooth_quant_alpha, absmax_of)
 
 
 @register
@@ -200,19 +365,20 @@ class QuantizeStatic(Technique):
 
     def apply(self, artifact: Artifact, config: StaticConfig, ctx: StepContext) -> StepResult:
         dataset = ctx.dataset(ROLE_CALIBRATION, NAME)
-        prepared, excluded, preprocessed = prepare_checked(artifact, config, ctx.work_dir)
+        prepared = prepare_checked(artifact, config, ctx, dataset)
         cache = ctx.work_dir / "calibration.json"
         samples = calibrate(prepared, artifact.signature, dataset, config, ctx, cache, 0.8)
         out = ctx.work_dir / "quantized.onnx"
-        quantize(prepared, out, config, cache, excluded)
+        rewrites = quantize(prepared, out, config, cache)
         result = artifact_for(out)
         report = {
-            "preprocess": preprocessed,
+            **prepared.report,
+            **rewrites,
             "calibration": _calibration_report(dataset, config, samples),
             "format": config.format,
             "activation_type": config.activation_type,
             "per_channel": config.per_channel,
-            "nodes_excluded": excluded,
+            "nodes_excluded": list(config.nodes_to_exclude),
             **size_report(artifact.path, out),
             "ops": op_histogram(load_model(out)),
         }

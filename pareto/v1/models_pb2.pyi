@@ -120,3 +120,66 @@ class DeleteModelResponse(_message.Message):
     DELETED_FIELD_NUMBER: _ClassVar[int]
     deleted: _containers.RepeatedCompositeFieldContainer[Model]
     def __init__(self, deleted: _Optional[_Iterable[_Union[Model, _Mapping]]] = ...) -> None: ...
+
+class BatchingConfig(_message.Message):
+    __slots__ = ("enabled", "max_batch_size", "max_queue_delay_us", "preferred_batch_sizes", "max_queue_size", "pad_inputs", "instances")
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    MAX_BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    MAX_QUEUE_DELAY_US_FIELD_NUMBER: _ClassVar[int]
+    PREFERRED_BATCH_SIZES_FIELD_NUMBER: _ClassVar[int]
+    MAX_QUEUE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAD_INPUTS_FIELD_NUMBER: _ClassVar[int]
+    INSTANCES_FIELD_NUMBER: _ClassVar[int]
+    enabled: bool
+    max_batch_size: int
+    max_queue_delay_us: int
+    preferred_batch_sizes: _containers.RepeatedScalarFieldContainer[int]
+    max_queue_size: int
+    pad_inputs: _containers.RepeatedScalarFieldContainer[str]
+    instances: int
+    def __init__(self, enabled: _Optional[bool] = ..., max_batch_size: _Optional[int] = ..., max_queue_delay_us: _Optional[int] = ..., preferred_batch_sizes: _Optional[_Iterable[int]] = ..., max_queue_size: _Optional[int] = ..., pad_inputs: _Optional[_Iterable[str]] = ..., instances: _Optional[int] = ...) -> None: ...
+
+class WarmupDims(_message.Message):
+    __slots__ = ("dims",)
+    DIMS_FIELD_NUMBER: _ClassVar[int]
+    dims: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, dims: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class WarmupConfig(_message.Message):
+    __slots__ = ("runs", "batch_sizes", "dims")
+    class DimsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: WarmupDims
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[WarmupDims, _Mapping]] = ...) -> None: ...
+    RUNS_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZES_FIELD_NUMBER: _ClassVar[int]
+    DIMS_FIELD_NUMBER: _ClassVar[int]
+    runs: int
+    batch_sizes: _containers.RepeatedScalarFieldContainer[int]
+    dims: _containers.MessageMap[str, WarmupDims]
+    def __init__(self, runs: _Optional[int] = ..., batch_sizes: _Optional[_Iterable[int]] = ..., dims: _Optional[_Mapping[str, WarmupDims]] = ...) -> None: ...
+
+class ServingConfig(_message.Message):
+    __slots__ = ("batching", "warmup")
+    BATCHING_FIELD_NUMBER: _ClassVar[int]
+    WARMUP_FIELD_NUMBER: _ClassVar[int]
+    batching: BatchingConfig
+    warmup: WarmupConfig
+    def __init__(self, batching: _Optional[_Union[BatchingConfig, _Mapping]] = ..., warmup: _Optional[_Union[WarmupConfig, _Mapping]] = ...) -> None: ...
+
+class SetServingConfigRequest(_message.Message):
+    __slots__ = ("name", "config")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    config: ServingConfig
+    def __init__(self, name: _Optional[str] = ..., config: _Optional[_Union[ServingConfig, _Mapping]] = ...) -> None: ...
+
+class GetServingConfigRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...

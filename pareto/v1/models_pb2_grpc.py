@@ -54,6 +54,16 @@ class ModelServiceStub:
                 request_serializer=pareto_dot_v1_dot_models__pb2.DeleteModelRequest.SerializeToString,
                 response_deserializer=pareto_dot_v1_dot_models__pb2.DeleteModelResponse.FromString,
                 _registered_method=True)
+        self.SetServingConfig = channel.unary_unary(
+                '/pareto.v1.ModelService/SetServingConfig',
+                request_serializer=pareto_dot_v1_dot_models__pb2.SetServingConfigRequest.SerializeToString,
+                response_deserializer=pareto_dot_v1_dot_models__pb2.ServingConfig.FromString,
+                _registered_method=True)
+        self.GetServingConfig = channel.unary_unary(
+                '/pareto.v1.ModelService/GetServingConfig',
+                request_serializer=pareto_dot_v1_dot_models__pb2.GetServingConfigRequest.SerializeToString,
+                response_deserializer=pareto_dot_v1_dot_models__pb2.ServingConfig.FromString,
+                _registered_method=True)
 
 
 class ModelServiceServicer:
@@ -85,6 +95,20 @@ class ModelServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetServingConfig(self, request, context):
+        """How a model (every version and variant of the name) is served: dynamic batching and
+        warm-up. Fields left at zero keep their defaults.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetServingConfig(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ModelServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -107,6 +131,16 @@ def add_ModelServiceServicer_to_server(servicer, server):
                     servicer.DeleteModel,
                     request_deserializer=pareto_dot_v1_dot_models__pb2.DeleteModelRequest.FromString,
                     response_serializer=pareto_dot_v1_dot_models__pb2.DeleteModelResponse.SerializeToString,
+            ),
+            'SetServingConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetServingConfig,
+                    request_deserializer=pareto_dot_v1_dot_models__pb2.SetServingConfigRequest.FromString,
+                    response_serializer=pareto_dot_v1_dot_models__pb2.ServingConfig.SerializeToString,
+            ),
+            'GetServingConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetServingConfig,
+                    request_deserializer=pareto_dot_v1_dot_models__pb2.GetServingConfigRequest.FromString,
+                    response_serializer=pareto_dot_v1_dot_models__pb2.ServingConfig.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -217,6 +251,60 @@ class ModelService:
             '/pareto.v1.ModelService/DeleteModel',
             pareto_dot_v1_dot_models__pb2.DeleteModelRequest.SerializeToString,
             pareto_dot_v1_dot_models__pb2.DeleteModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetServingConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pareto.v1.ModelService/SetServingConfig',
+            pareto_dot_v1_dot_models__pb2.SetServingConfigRequest.SerializeToString,
+            pareto_dot_v1_dot_models__pb2.ServingConfig.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetServingConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pareto.v1.ModelService/GetServingConfig',
+            pareto_dot_v1_dot_models__pb2.GetServingConfigRequest.SerializeToString,
+            pareto_dot_v1_dot_models__pb2.ServingConfig.FromString,
             options,
             channel_credentials,
             insecure,

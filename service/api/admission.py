@@ -1,17 +1,18 @@
-"""Bounded inference concurrency: past PARETO_MAX_INFLIGHT_REQUESTS, RESOURCE_EXHAUSTED at once.
+"""Bounded inference concurrency on the gRPC port: past PARETO_MAX_INFLIGHT_REQUESTS,
+RESOURCE_EXHAUSTED at once.
 
-A gRPC server interceptor. gRPC calls `intercept_service` on its polling thread, before
-the call is queued for a worker thread, so an inference call counts from there (waiting
-for a thread, then running) until its handler returns: requests waiting for a thread can
-never grow past the limit. A call over the limit is not queued behind the others: its
-handler only answers RESOURCE_EXHAUSTED and runs on a small pool of its own (gRPC's
-`experimental_thread_pool` on the behavior). A stream (`ModelStreamInfer`) counts as one
-call while it is open. Rejections are counted in `pareto_inference_rejected_total`.
+A gRPC server interceptor over the process's one `InflightLimit`
+(service/serving/admission.py), which the REST port counts against too. gRPC calls
+`intercept_service` on its polling thread, before the call is queued for a worker thread,
+so an inference call counts from there (waiting for a thread, then running) until its
+handler returns: requests waiting for a thread can never grow past the limit. A call over
+the limit is not queued behind the others: its handler only answers RESOURCE_EXHAUSTED and
+runs on a small pool of its own (gRPC's `experimental_thread_pool` on the behavior). A
+stream (`ModelStreamInfer`) counts as one call while it is open.
 """
 
 from __future__ import annotations
 
-import threading
 import weakref
 from collections.abc import Callable, Iterator
 from concurrent import futures
@@ -19,27 +20,22 @@ from typing import Any
 
 import grpc
 
-from service import metrics
 from service.api.handlers import Behavior, Slot, replace_behavior, rewrap
-from service.serving.executor import UNRESOLVED_LABELS
+from service.serving.admission import InflightLimit
 
 _KSERVE = "/inference.GRPCInferenceService/"
 INFERENCE_METHODS = frozenset({_KSERVE + "ModelInfer", _KSERVE + "ModelStreamInfer"})
-REASON = "max_inflight"
 
 
 class InflightLimiter(grpc.ServerInterceptor):
-    def __init__(self, limit: int, methods: frozenset[str] = INFERENCE_METHODS) -> None:
-        self.limit = limit
+    def __init__(self, limit: InflightLimit, methods: frozenset[str] = INFERENCE_METHODS) -> None:
+        self._limit = limit
         self._methods = methods
-        self._count = 0
-        self._lock = threading.Lock()
         self._reject_pool = futures.ThreadPoolExecutor(2, thread_name_prefix="reject")
-        metrics.INFERENCE_IN_FLIGHT.set(0)
 
     @property
     def in_flight(self) -> int:
-        return self._count
+        return self._limit.in_flight
 
     def intercept_service(
         self, continuation: Callable, handler_call_details: grpc.HandlerCallDetails
@@ -47,21 +43,9 @@ class InflightLimiter(grpc.ServerInterceptor):
         handler = continuation(handler_call_details)
         if handler is None or handler_call_details.method not in self._methods:
             return handler
-        with self._lock:
-            admitted = self._count < self.limit
-            if admitted:
-                self._count += 1
-                metrics.INFERENCE_IN_FLIGHT.set(self._count)
-        if not admitted:
-            metrics.INFERENCE_REJECTED.labels(REASON).inc()
-            metrics.INFERENCE_REQUESTS.labels(*UNRESOLVED_LABELS, "RESOURCE_EXHAUSTED").inc()
+        if not self._limit.try_admit():
             return self._rejecting(handler)
-        return self._counted(handler, Slot(self._release))
-
-    def _release(self) -> None:
-        with self._lock:
-            self._count -= 1
-            metrics.INFERENCE_IN_FLIGHT.set(self._count)
+        return self._counted(handler, Slot(self._limit.release))
 
     def _counted(self, handler: grpc.RpcMethodHandler, slot: Slot) -> grpc.RpcMethodHandler:
         def wrap(behavior: Behavior, streams: bool) -> Behavior:
@@ -87,10 +71,7 @@ class InflightLimiter(grpc.ServerInterceptor):
         return rewrap(handler, wrap)
 
     def _rejecting(self, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-        message = (
-            f"too many inference requests in flight (limit {self.limit}, "
-            "PARETO_MAX_INFLIGHT_REQUESTS); retry later"
-        )
+        message = str(self._limit.refusal())
 
         def refuse(request_or_iterator: Any, context: grpc.ServicerContext) -> Any:
             context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, message)

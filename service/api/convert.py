@@ -24,6 +24,7 @@ from pareto_core import formats
 from pareto_core.errors import InvalidArgument
 from pareto_core.tensors import TensorSpec
 from service.catalog.uploads import UploadRequest
+from service.serving.config import ServingConfig
 from service.store.records import (
     DatasetRecord,
     JobEvent,
@@ -256,3 +257,45 @@ def model_to_proto(record: ModelRecord) -> models_pb2.Model:
         outputs=[tensor_to_proto(t) for t in record.signature.outputs],
         created_at=created,
     )
+
+
+def serving_config_from_proto(message: models_pb2.ServingConfig) -> dict[str, Any]:
+    """The config's fields that were set (zero values keep their defaults)."""
+    batching, warmup = message.batching, message.warmup
+    data: dict[str, Any] = {"batching": {}, "warmup": {}}
+    if batching.HasField("enabled"):
+        data["batching"]["enabled"] = batching.enabled
+    for field in ("max_batch_size", "max_queue_delay_us", "max_queue_size", "instances"):
+        if getattr(batching, field):
+            data["batching"][field] = getattr(batching, field)
+    if batching.preferred_batch_sizes:
+        data["batching"]["preferred_batch_sizes"] = list(batching.preferred_batch_sizes)
+    if batching.pad_inputs:
+        data["batching"]["pad_inputs"] = list(batching.pad_inputs)
+    if warmup.HasField("runs"):
+        data["warmup"]["runs"] = warmup.runs
+    if warmup.batch_sizes:
+        data["warmup"]["batch_sizes"] = list(warmup.batch_sizes)
+    if warmup.dims:
+        data["warmup"]["dims"] = {name: list(d.dims) for name, d in warmup.dims.items()}
+    return data
+
+
+def serving_config_to_proto(config: ServingConfig) -> models_pb2.ServingConfig:
+    batching, warmup = config.batching, config.warmup
+    message = models_pb2.ServingConfig(
+        batching=models_pb2.BatchingConfig(
+            max_batch_size=batching.max_batch_size,
+            max_queue_delay_us=batching.max_queue_delay_us,
+            preferred_batch_sizes=list(batching.preferred_batch_sizes),
+            max_queue_size=batching.max_queue_size,
+            pad_inputs=list(batching.pad_inputs),
+            instances=batching.instances,
+        ),
+        warmup=models_pb2.WarmupConfig(runs=warmup.runs, batch_sizes=list(warmup.batch_sizes)),
+    )
+    if batching.enabled is not None:
+        message.batching.enabled = batching.enabled
+    for name, dims in warmup.dims.items():
+        message.warmup.dims[name].dims.extend(dims)
+    return message

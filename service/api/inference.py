@@ -6,6 +6,7 @@ metadata, infer (unary and streaming) and the model-repository extension.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 
 from tritonclient.grpc import service_pb2 as pb
@@ -14,13 +15,16 @@ from tritonclient.grpc import service_pb2_grpc as pb_grpc
 from pareto_core import names
 from pareto_core.errors import ParetoError
 from runtimes import registry
-from service.api import kserve_codec
+from service.api import kserve_codec, triton_views
 from service.deployments.router import ROUTE_KEY
 from service.serving.dataplane import DataPlane
+from service.serving.statistics import ModelStats
 from service.serving.targets import Target
 
 SERVER_NAME = "pareto"
-EXTENSIONS = ("model_repository",)
+EXTENSIONS = ("model_repository", "model_configuration", "statistics")
+# A gRPC deadline further away than this is no deadline (grpc reports "none" as far future).
+_NO_DEADLINE_S = 10 * 365 * 24 * 3600
 _NV = ("name", "version")  # field names for names.serving
 _MV = ("model_name", "model_version")
 
@@ -79,7 +83,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             )
 
         name, version = names.serving(request.model_name, request.model_version, _MV)
-        result = self._dataplane.infer(name, version, decode, route_key(request, context))
+        key = route_key(request, context)
+        result = self._dataplane.infer(name, version, decode, key, deadline_of(context))
         return kserve_codec.encode_response(
             request.model_name,
             result.servable.version,
@@ -89,21 +94,52 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         )
 
     def RepositoryIndex(self, request: pb.RepositoryIndexRequest, context):
+        """Every model version and variant: READY when a request would be served now
+        (loaded, or loading on its first request), else UNAVAILABLE with the reason."""
         sessions = self._dataplane.sessions
         index = []
         for servable in sessions.resolver.all():
-            ready = sessions.is_ready(Target(servable))
+            target = Target(servable)
+            ready, reason = sessions.readiness(target)
             if request.ready and not ready:
                 continue
+            if ready and not sessions.is_ready(target):
+                reason = "loads on its first request"
             index.append(
                 pb.RepositoryIndexResponse.ModelIndex(
                     name=servable.model,
                     version=servable.version,
                     state="READY" if ready else "UNAVAILABLE",
-                    reason="" if ready else "not loaded",
+                    reason=reason,
                 )
             )
         return pb.RepositoryIndexResponse(models=index)
+
+    def ModelConfig(self, request: pb.ModelConfigRequest, context) -> pb.ModelConfigResponse:
+        name, version = names.serving(request.name, request.version, _NV)
+        servable = self._dataplane.model(name, version)
+        runtime = self._dataplane.model_runtime(name, version)
+        serving = self._dataplane.sessions.config_of(servable.model)
+        config = triton_views.model_config(request.name, servable, runtime, serving)
+        return pb.ModelConfigResponse(config=config)
+
+    def ModelStatistics(
+        self, request: pb.ModelStatisticsRequest, context
+    ) -> pb.ModelStatisticsResponse:
+        """Counts and cumulative times per model version (all of them without a name)."""
+        stats = self._dataplane.sessions.statistics.snapshot()
+        keys = set(stats)
+        if request.name:
+            name, version = names.serving(request.name, request.version, _NV)
+            servable = self._dataplane.model(name, version)  # NotFound for unknown names
+            keys = {servable.key}  # zero counts until it runs
+            if not version and not servable.is_variant:  # a name alone: every version
+                keys |= {key for key in stats if key[0] == servable.model}
+        models = [
+            triton_views.model_statistics(model, version, stats.get((model, version), ModelStats()))
+            for model, version in sorted(keys)
+        ]
+        return pb.ModelStatisticsResponse(model_stats=models)
 
     def RepositoryModelLoad(self, request: pb.RepositoryModelLoadRequest, context):
         self._dataplane.load(names.serving_name(request.model_name))
@@ -112,6 +148,14 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     def RepositoryModelUnload(self, request: pb.RepositoryModelUnloadRequest, context):
         self._dataplane.unload(names.serving_name(request.model_name))
         return pb.RepositoryModelUnloadResponse()
+
+
+def deadline_of(context) -> float | None:
+    """The call's deadline on time.monotonic's clock; None when the client set none."""
+    remaining = context.time_remaining() if context is not None else None
+    if remaining is None or remaining > _NO_DEADLINE_S:
+        return None
+    return time.monotonic() + remaining
 
 
 def route_key(request: pb.ModelInferRequest, context) -> str:

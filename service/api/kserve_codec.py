@@ -10,6 +10,7 @@ per-element Python loops. The messages are tritonclient's generated ones
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 from tritonclient.grpc import service_pb2
@@ -47,36 +48,48 @@ def decode_inputs(
     request: service_pb2.ModelInferRequest, signature: Signature
 ) -> dict[str, np.ndarray]:
     """The request's input tensors as numpy arrays (read-only views of the request bytes)."""
+    return decode_tensors(request.inputs, signature, request.raw_input_contents)
+
+
+def decode_tensors(
+    tensors: Sequence[service_pb2.ModelInferRequest.InferInputTensor],
+    signature: Signature,
+    raw: Sequence[bytes | None] = (),
+) -> dict[str, np.ndarray]:
+    """`tensors` as numpy arrays; `raw` holds each tensor's raw bytes (gRPC's
+    raw_input_contents: all or none), or None where a tensor carries typed contents (a
+    REST request mixing JSON and binary tensors)."""
     specs = {spec.name: spec for spec in signature.inputs}
-    _check_input_names(request, specs)
-    shapes = [_check_header(tensor, specs[tensor.name]) for tensor in request.inputs]
-    raw = request.raw_input_contents
-    if raw and len(raw) != len(request.inputs):
+    _check_input_names(tensors, specs)
+    shapes = [_check_header(tensor, specs[tensor.name]) for tensor in tensors]
+    if raw and len(raw) != len(tensors):
         raise InvalidArgument(
             f"raw_input_contents has {len(raw)} entries but the request has "
-            f"{len(request.inputs)} inputs; send raw data for every input or for none"
+            f"{len(tensors)} inputs; send raw data for every input or for none"
         )
     arrays: dict[str, np.ndarray] = {}
-    for index, tensor in enumerate(request.inputs):
+    for index, tensor in enumerate(tensors):
         spec = specs[tensor.name]
-        if raw:
+        data = raw[index] if raw else None
+        if data is not None:
             if tensor.HasField("contents"):
                 raise InvalidArgument(
                     f"input {tensor.name!r} has typed contents while the request also uses "
                     "raw_input_contents; send every input one way"
                 )
-            arrays[tensor.name] = _from_raw(spec, shapes[index], raw[index])
+            arrays[tensor.name] = _from_raw(spec, shapes[index], data)
         else:
             arrays[tensor.name] = _from_contents(tensor, spec, shapes[index])
     return arrays
 
 
 def _check_input_names(
-    request: service_pb2.ModelInferRequest, specs: dict[str, TensorSpec]
+    tensors: Sequence[service_pb2.ModelInferRequest.InferInputTensor],
+    specs: dict[str, TensorSpec],
 ) -> None:
     expected = list(specs)
     seen: set[str] = set()
-    for tensor in request.inputs:
+    for tensor in tensors:
         if tensor.name not in specs:
             raise InvalidArgument(
                 f"unknown input {tensor.name!r}; the model expects inputs {expected}"
@@ -198,6 +211,18 @@ def requested_outputs(
     return names
 
 
+def output_tensor(name: str, value: np.ndarray) -> tuple[str, np.ndarray]:
+    """An output's KServe datatype and its data as a little-endian array (its bytes are
+    `array.tobytes(order="C")`)."""
+    array = np.asarray(value)
+    datatype = NUMPY_TO_KSERVE.get(array.dtype.newbyteorder("="))
+    if datatype is None:
+        raise Internal(f"output {name!r} has numpy dtype {array.dtype}, no KServe datatype")
+    if array.dtype.byteorder == ">":
+        array = array.astype(array.dtype.newbyteorder("<"))
+    return datatype, array
+
+
 def encode_response(
     model_name: str,
     model_version: str,
@@ -210,13 +235,8 @@ def encode_response(
         model_name=model_name, model_version=model_version, id=request_id
     )
     for name, value in outputs.items():
-        array = np.asarray(value)
-        datatype = NUMPY_TO_KSERVE.get(array.dtype.newbyteorder("="))
-        if datatype is None:
-            raise Internal(f"output {name!r} has numpy dtype {array.dtype}, no KServe datatype")
+        datatype, array = output_tensor(name, value)
         response.outputs.add(name=name, datatype=datatype, shape=array.shape)
-        if array.dtype.byteorder == ">":
-            array = array.astype(array.dtype.newbyteorder("<"))
         response.raw_output_contents.append(array.tobytes(order="C"))
     for key, text in (parameters or {}).items():
         response.parameters[key].string_param = text

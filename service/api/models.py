@@ -8,18 +8,32 @@ from pareto.v1 import models_pb2, models_pb2_grpc
 from pareto_core import names
 from pareto_core.errors import InvalidArgument
 from service import metrics
-from service.api.convert import header_to_request, model_to_proto
+from service.api.convert import (
+    header_to_request,
+    model_to_proto,
+    serving_config_from_proto,
+    serving_config_to_proto,
+)
 from service.catalog.models import ModelCatalog
 from service.catalog.uploads import Uploader
+from service.serving import config as serving_config
+from service.serving.configs import ServingConfigs
 from service.store.interfaces import ModelRepository
 from service.store.records import ModelRecord
 
 
 class ModelServicer(models_pb2_grpc.ModelServiceServicer):
-    def __init__(self, uploader: Uploader, repo: ModelRepository, catalog: ModelCatalog) -> None:
+    def __init__(
+        self,
+        uploader: Uploader,
+        repo: ModelRepository,
+        catalog: ModelCatalog,
+        configs: ServingConfigs,
+    ) -> None:
         self._uploader = uploader
         self._repo = repo
         self._catalog = catalog
+        self._configs = configs
 
     def UploadModel(
         self, request_iterator: Iterator[models_pb2.UploadModelRequest], context
@@ -47,6 +61,16 @@ class ModelServicer(models_pb2_grpc.ModelServiceServicer):
     def GetModel(self, request: models_pb2.GetModelRequest, context) -> models_pb2.Model:
         name = names.model_name(request.name)
         return model_to_proto(self._repo.get_model(name, request.version))
+
+    def SetServingConfig(self, request: models_pb2.SetServingConfigRequest, context):
+        name = names.model_name(request.name)
+        config = serving_config.parse(serving_config_from_proto(request.config))
+        return serving_config_to_proto(self._configs.put(name, config))
+
+    def GetServingConfig(self, request: models_pb2.GetServingConfigRequest, context):
+        name = names.model_name(request.name)
+        self._repo.get_model(name)  # NotFound for unknown names
+        return serving_config_to_proto(self._configs.get(name))
 
     def DeleteModel(self, request: models_pb2.DeleteModelRequest, context):
         deleted = self._catalog.delete(names.model_name(request.name), request.version)

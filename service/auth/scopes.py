@@ -28,6 +28,8 @@ _SERVICES: dict[str, dict[str, str]] = {
         "DeleteModel": ADMIN,
         "ListModels": READ,
         "GetModel": READ,
+        "SetServingConfig": ADMIN,
+        "GetServingConfig": READ,
     },
     "pareto.v1.DatasetService": {
         "UploadDataset": ADMIN,
@@ -66,6 +68,8 @@ _SERVICES: dict[str, dict[str, str]] = {
         "ServerMetadata": INFER,
         "ModelReady": INFER,
         "ModelMetadata": INFER,
+        "ModelConfig": INFER,  # clients such as perf_analyzer shape their requests by it
+        "ModelStatistics": READ,
         "ModelInfer": INFER,
         "ModelStreamInfer": INFER,
         "RepositoryIndex": READ,

@@ -1,7 +1,7 @@
-"""TLS and mutual TLS for the gRPC port, from PARETO_TLS_* settings.
+"""TLS and mutual TLS for the gRPC and REST ports, from PARETO_TLS_* settings.
 
 - PARETO_TLS_CERT_FILE + PARETO_TLS_KEY_FILE: PEM certificate chain and private key;
-  the port then speaks TLS only (plaintext clients fail).
+  both ports then speak TLS only (plaintext clients fail; REST is HTTPS).
 - PARETO_TLS_CLIENT_CA_FILE (needs the two above): PEM CA bundle; every client must
   present a certificate signed by it (mTLS).
 
@@ -86,3 +86,19 @@ def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
     return grpc.ssl_server_credentials(
         [(key_pem, cert_pem)], root_certificates=ca_pem, require_client_auth=ca_pem is not None
     )
+
+
+def server_ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    """The REST port's TLS context from the same settings (checked by `server_credentials`
+    first), or None for plaintext: TLS 1.2 or later, and with PARETO_TLS_CLIENT_CA_FILE a
+    client certificate signed by that CA is required."""
+    cert, key, ca = settings.tls_cert_file, settings.tls_key_file, settings.tls_client_ca_file
+    if cert is None or key is None:
+        return None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert, key, password=lambda: b"")
+    if ca is not None:
+        context.load_verify_locations(cafile=str(ca))
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context

@@ -65,14 +65,19 @@ class DeployedRoute:
         self._shadows = shadows
 
     def infer(
-        self, executor: Executor, version: str, route_key: str, decode: Decoder
+        self,
+        executor: Executor,
+        version: str,
+        route_key: str,
+        decode: Decoder,
+        deadline: float | None = None,
     ) -> InferResult:
         """Route, run on the chosen target, count, queue the copies."""
         endpoint = self._endpoint
         target = endpoint.route.choose(version, route_key)
         started = time.perf_counter()
         with metrics.count_outcome(_counter(target, started)):
-            result = executor.run(target.target, decode)
+            result = executor.run(target.target, decode, deadline=deadline)
             metrics.ENDPOINT_DURATION.labels(*target.labels).observe(time.perf_counter() - started)
         for run, rate in endpoint.copies[target.name]:
             if rate >= 1.0 or random.random() < rate:

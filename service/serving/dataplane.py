@@ -23,7 +23,12 @@ class Route(Protocol):
     """What serves one name."""
 
     def infer(
-        self, executor: Executor, version: str, route_key: str, decode: Decoder
+        self,
+        executor: Executor,
+        version: str,
+        route_key: str,
+        decode: Decoder,
+        deadline: float | None = None,
     ) -> InferResult:
         """Choose a target (by `version` pin, sticky `route_key` or weight) and run on it."""
 
@@ -50,14 +55,19 @@ class ModelRoute:
         return Target(self._sessions.resolve(self._name, version))
 
     def infer(
-        self, executor: Executor, version: str, route_key: str, decode: Decoder
+        self,
+        executor: Executor,
+        version: str,
+        route_key: str,
+        decode: Decoder,
+        deadline: float | None = None,
     ) -> InferResult:
         try:
             target = self.target(version)
         except ParetoError as exc:
             metrics.INFERENCE_REQUESTS.labels(*UNRESOLVED_LABELS, exc.code).inc()
             raise
-        return executor.run(target, decode)
+        return executor.run(target, decode, deadline=deadline)
 
     def describe(self, version: str) -> tuple[Servable, str]:
         target = self.target(version)
@@ -77,9 +87,17 @@ class DataPlane:
         deployed = self._routes.route(name) if self._routes is not None else None
         return deployed if deployed is not None else ModelRoute(self.sessions, name)
 
-    def infer(self, name: str, version: str, decode: Decoder, route_key: str = "") -> InferResult:
-        """`route_key` (sticky routing) matters only for deployed endpoints."""
-        return self.route(name).infer(self.executor, version, route_key, decode)
+    def infer(
+        self,
+        name: str,
+        version: str,
+        decode: Decoder,
+        route_key: str = "",
+        deadline: float | None = None,
+    ) -> InferResult:
+        """`route_key` (sticky routing) matters only for deployed endpoints; `deadline`
+        (time.monotonic) is when the caller stops waiting."""
+        return self.route(name).infer(self.executor, version, route_key, decode, deadline)
 
     def model(self, name: str, version: str = "") -> Servable:
         """What (name, version) designates (NotFound if nothing); loads nothing."""
@@ -91,7 +109,16 @@ class DataPlane:
         return self.route(name).describe(version)[1]
 
     def model_ready(self, name: str, version: str = "") -> bool:
-        return all(self.sessions.is_ready(t) for t in self.route(name).ready_targets(version))
+        return self.readiness(name, version)[0]
+
+    def readiness(self, name: str, version: str = "") -> tuple[bool, str]:
+        """Whether a request for (name, version) would be served now (loading on demand
+        counts), and if not, why."""
+        for target in self.route(name).ready_targets(version):
+            ready, reason = self.sessions.readiness(target)
+            if not ready:
+                return False, reason
+        return True, ""
 
     def load(self, name: str, version: str = "") -> None:
         for target in self.route(name).ready_targets(version):

@@ -17,8 +17,10 @@ import numpy as np
 from pareto_core.errors import ResourceExhausted
 from pareto_core.tensors import Signature
 from service import metrics
+from service.serving.batcher import Timing
 from service.serving.servables import Servable
 from service.serving.sessions import SessionManager
+from service.serving.statistics import RequestTimes
 from service.serving.targets import Target
 
 # Labels used when a request fails before a model is resolved (bounded: never the name asked).
@@ -43,28 +45,52 @@ class Executor:
         self.sessions = sessions
         self.max_request_bytes = max_request_bytes
 
-    def run(self, target: Target, decode: Decoder, counted: bool = True) -> InferResult:
-        """Run one request on `target`. `counted` False leaves the per-model metrics alone
-        (shadow copies)."""
+    def run(
+        self,
+        target: Target,
+        decode: Decoder,
+        counted: bool = True,
+        deadline: float | None = None,
+    ) -> InferResult:
+        """Run one request on `target`, batched with others when its model batches.
+        `counted` False leaves the per-model metrics and statistics alone (shadow copies);
+        `deadline` (time.monotonic) is when the caller stops waiting."""
         started = time.perf_counter()
-        labels = UNRESOLVED_LABELS
+        meters: metrics.ModelMeters | None = None
+        key = ("", "")
 
         def count(code: str) -> None:
-            if counted:
-                metrics.INFERENCE_REQUESTS.labels(*labels, code).inc()
+            if not counted:
+                return
+            if meters is None:  # failed before a model was resolved
+                metrics.INFERENCE_REQUESTS.labels(*UNRESOLVED_LABELS, code).inc()
+                return
+            meters.requests(code).inc()
+            if code != "OK":
+                self.sessions.statistics.failed(key, time.perf_counter() - started)
 
         with metrics.count_outcome(count), self.sessions.acquire(target) as model:
-            labels = model.labels
+            meters, key = model.meters, model.servable.key
             inputs, wanted = decode(model.signature)
             self._check_size(inputs)
-            if counted:
-                metrics.INFERENCE_QUEUE_DURATION.labels(*labels).observe(
-                    time.perf_counter() - started
-                )
-            outputs = model.session.run(inputs, wanted)
+            outputs, timing = model.run(inputs, wanted, deadline, _queued(counted, meters, started))
         if counted:
-            metrics.INFERENCE_DURATION.labels(*labels).observe(time.perf_counter() - started)
+            self._record(meters, key, started, timing, _rows(inputs))
         return InferResult(model.servable, model.runtime.name, outputs, inputs, wanted)
+
+    def _record(
+        self,
+        meters: metrics.ModelMeters,
+        key: tuple[str, str],
+        started: float,
+        timing: Timing,
+        rows: int,
+    ) -> None:
+        total = time.perf_counter() - started
+        queue = timing.started - started
+        meters.duration.observe(total)
+        times = RequestTimes(total, queue, timing.prepare_s, timing.run_s, timing.split_s)
+        self.sessions.statistics.succeeded(key, rows, times)
 
     def _check_size(self, inputs: Inputs) -> None:
         size = sum(array.nbytes for array in inputs.values())
@@ -73,3 +99,17 @@ class Executor:
                 f"the request's input tensors take {size} bytes, over the limit of "
                 f"{self.max_request_bytes} (PARETO_MAX_REQUEST_BYTES); send smaller batches"
             )
+
+
+def _queued(counted: bool, meters: metrics.ModelMeters, started: float) -> Callable[[], None]:
+    """What marks the end of a request's wait: its run begins."""
+
+    def observe() -> None:
+        if counted:
+            meters.queue.observe(time.perf_counter() - started)
+
+    return observe
+
+
+def _rows(inputs: Inputs) -> int:
+    return int(next(iter(inputs.values())).shape[0]) if inputs else 0

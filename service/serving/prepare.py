@@ -17,6 +17,7 @@ from typing import Any
 from compressors.base import Artifact
 from compressors.measure.evaluate import Preparer
 from pareto_core.errors import FailedPrecondition
+from pareto_core.tensors import Signature
 from runtimes.artifacts import ArtifactCache
 from runtimes.base import Runtime
 from runtimes.options import DatasetLookup, OptionContext, Options
@@ -42,10 +43,16 @@ class RuntimePreparer:
         model_path: Path,
         given: Mapping[str, Any] | None,
         served_name: str = "",
+        signature: Signature | None = None,
     ) -> tuple[Path, Options]:
-        """(what `runtime.load` takes, the options it loads with) for serving a model under
-        `served_name`."""
-        context = OptionContext(served_name=served_name, find_dataset=self._find_dataset)
+        """(what `runtime.load` takes, the options it loads with) for serving a model
+        (sha256 `model_sha256`, `signature`) under `served_name`."""
+        context = OptionContext(
+            served_name=served_name,
+            find_dataset=self._find_dataset,
+            model_sha256=model_sha256,
+            signature=signature,
+        )
         return self._build(runtime, model_sha256, model_path, given, context)
 
     def _build(

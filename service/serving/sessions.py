@@ -1,54 +1,32 @@
-"""Loaded runtime sessions: load once per target, share, drain before unloading."""
+"""Loaded runtime sessions: load once per target, warm up, batch, share, drain before
+unloading; and whether a target would serve now (readiness)."""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from pareto_core.errors import FailedPrecondition
+from pareto_core.errors import FailedPrecondition, ParetoError
 from pareto_core.formats import FORMAT_ONNX_BUNDLE
-from pareto_core.tensors import Signature
 from runtimes import registry
-from runtimes.base import Runtime, Session
+from runtimes.base import Runtime
+from runtimes.options import host_cpus
 from service import metrics
+from service.serving.batcher import Batcher
+from service.serving.config import DEFAULT, ServingConfig
+from service.serving.loaded_model import LoadedModel, warm_up
 from service.serving.prepare import RuntimePreparer, publish_runtime
 from service.serving.servables import Servable, ServableResolver
+from service.serving.statistics import Statistics
 from service.serving.targets import Target
 from service.store.blobs import BlobStore
 from service.store.bundles import find_onnx
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class LoadedModel:
-    target: Target
-    runtime: Runtime
-    session: Session
-    model_path: Path
-    options: dict[str, Any]
-    in_flight: int = 0
-    draining: bool = False
-    idle: threading.Condition = field(default_factory=threading.Condition)
-
-    @property
-    def servable(self) -> Servable:
-        return self.target.servable
-
-    @property
-    def labels(self) -> tuple[str, str, str]:
-        """(model, variant, runtime) metric labels."""
-        return (self.servable.model, self.servable.variant_label, self.runtime.name)
-
-    @property
-    def signature(self) -> Signature:
-        return self.servable.signature
 
 
 class SessionManager:
@@ -61,13 +39,17 @@ class SessionManager:
         preparer: RuntimePreparer,
         load_on_demand: bool = True,
         measure_memory: bool = True,
+        config_of: Callable[[str], ServingConfig] = lambda model: DEFAULT,
     ) -> None:
         self.resolver = resolver
         self._blobs = blobs
         self._preparer = preparer
         self._load_on_demand = load_on_demand
         self._measure_memory = measure_memory
+        self.config_of = config_of  # a model's serving config, by name
+        self.statistics = Statistics()
         self._loaded: dict[tuple[str, ...], LoadedModel] = {}
+        self._failures: dict[tuple[str, ...], str] = {}  # the last load error, per target
         self._lock = threading.Lock()
         self._load_locks: dict[tuple[str, ...], threading.Lock] = {}
 
@@ -77,6 +59,24 @@ class SessionManager:
     def is_ready(self, target: Target) -> bool:
         model = self._loaded.get(target.key)
         return model is not None and not model.draining
+
+    def readiness(self, target: Target) -> tuple[bool, str]:
+        """Whether a request for `target` would be served now, and if not, why. A target
+        not loaded yet is ready when it loads on first use and nothing says it cannot:
+        its runtime is available here and its last load did not fail."""
+        model = self._loaded.get(target.key)
+        if model is not None:
+            return (False, "being unloaded") if model.draining else (True, "")
+        if not self._load_on_demand:
+            return False, "not loaded (load it with RepositoryModelLoad)"
+        failure = self._failures.get(target.key)
+        if failure:
+            return False, f"its last load failed: {failure}"
+        try:
+            named_runtime(target.runtime, target.servable.format)
+        except ParetoError as exc:
+            return False, str(exc)
+        return True, ""
 
     def is_loaded(self, name: str, version: int | str = 0) -> bool:
         """Whether `name` (a model, or a variant's serving name) has a loaded session;
@@ -120,21 +120,39 @@ class SessionManager:
         with load_lock:
             if key in self._loaded:
                 return self._loaded[key]
-            model = self._load(target)
+            try:
+                model = self._load(target)
+            except ParetoError as exc:
+                self._failures[key] = str(exc)
+                raise
             with self._lock:
                 self._loaded[key] = model
+                self._failures.pop(key, None)
         return model
 
     def _load(self, target: Target) -> LoadedModel:
         servable = target.servable
         runtime = named_runtime(target.runtime, servable.format)
         path, options = self._preparer.prepare(
-            runtime, servable.sha256, self._model_path(servable), target.options, target.served_name
+            runtime,
+            servable.sha256,
+            self._model_path(servable),
+            target.options,
+            target.served_name,
+            servable.signature,
         )
         publish_runtime(runtime)
         started = time.perf_counter()
         session = runtime.load(path, options)
-        model = LoadedModel(target, runtime, session, path, options)
+        config = self.config_of(servable.model)
+        try:
+            warm_up(session, config.warmup)
+        except ParetoError as exc:
+            session.close()
+            raise type(exc)(f"warm-up of {target.served_name!r} failed: {exc}") from None
+        model = LoadedModel(target, runtime, session, path, options, config)
+        model.on_run = self._run_recorder(model)
+        model.batcher = self._batcher(model)
         labels = model.labels
         metrics.MODEL_LOAD_DURATION.labels(*labels).observe(time.perf_counter() - started)
         metrics.MODEL_SIZE.labels(*labels).set(servable.size_bytes)
@@ -143,6 +161,36 @@ class SessionManager:
             threading.Thread(target=self._measure, args=(model,), daemon=True).start()
         log.info("loaded %s version %s on %s", servable.model, servable.version, runtime.name)
         return model
+
+    def _run_recorder(self, model: LoadedModel) -> Callable[[int, float, float, float], None]:
+        """What each run of `model` reports: batch size, Triton statistics."""
+        batch_size, key = model.meters.batch_size, model.servable.key
+
+        def record(rows: int, prepare_s: float, run_s: float, split_s: float) -> None:
+            batch_size.observe(rows)
+            self.statistics.ran(key, rows, prepare_s, run_s, split_s)
+
+        return record
+
+    def _batcher(self, model: LoadedModel) -> Batcher | None:
+        if not model.config.batching_on(model.signature):
+            return None
+        name = f"batch-{model.servable.model}"
+        batching = model.config.batching
+        instances = batching.instances or host_cpus()
+        return Batcher(model.session, batching, model.on_run, name, instances)
+
+    def reconfigure(self, model_name: str) -> None:
+        """Apply model `model_name`'s serving config (batching) to its loaded sessions
+        now; requests already queued finish on the old batcher."""
+        config = self.config_of(model_name)
+        for model in self.loaded():
+            if model.servable.model != model_name or model.config == config:
+                continue
+            old, model.config = model.batcher, config
+            model.batcher = self._batcher(model)
+            if old is not None:
+                old.close()
 
     def _model_path(self, servable: Servable) -> Path:
         if servable.format == FORMAT_ONNX_BUNDLE:
@@ -186,6 +234,8 @@ class SessionManager:
         with model.idle:
             model.draining = True
             model.idle.wait_for(lambda: model.in_flight == 0, timeout=timeout_s)
+        if model.batcher is not None:
+            model.batcher.close()
         model.session.close()
         for metric in (metrics.MODEL_LOADED, metrics.MODEL_MEMORY, metrics.MODEL_SIZE):
             with suppress(KeyError):  # the memory probe may not have reported yet

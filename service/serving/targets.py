@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from pareto_core.errors import ParetoError
@@ -22,9 +23,9 @@ class Target:
     runtime: str = ""
     options: Mapping[str, Any] = field(default_factory=dict)
 
-    @property
+    @cached_property
     def key(self) -> tuple[str, ...]:
-        options = json.dumps(dict(self.options), sort_keys=True)
+        options = json.dumps(dict(self.options), sort_keys=True) if self.options else ""
         return (*self.servable.key, self.runtime, options)
 
     @property

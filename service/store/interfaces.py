@@ -189,6 +189,16 @@ class SearchRepository(abc.ABC):
     def put_search_result(self, job_id: str, result: dict[str, Any]) -> None: ...
 
 
+class ServingConfigRepository(abc.ABC):
+    @abc.abstractmethod
+    def set_serving_config(self, name: str, config: dict[str, Any]) -> None:
+        """Store how model `name` is served (NotFound if no such model)."""
+
+    @abc.abstractmethod
+    def get_serving_config(self, name: str) -> dict[str, Any] | None:
+        """None when the model has no config of its own (the defaults apply)."""
+
+
 class Repository(
     ModelRepository,
     DatasetRepository,
@@ -196,6 +206,7 @@ class Repository(
     VariantRepository,
     DeploymentRepository,
     SearchRepository,
+    ServingConfigRepository,
 ):
     """The whole metadata store of one process."""
 

@@ -160,6 +160,7 @@ class SqlModels(ModelRepository):
                 c.execute("DELETE FROM models WHERE name = ? AND version = ?", (name, version))
             if len(doomed) == len(rows):  # the name is gone: a fresh upload starts at 1
                 c.execute("DELETE FROM model_names WHERE name = ?", (name,))
+                c.execute("DELETE FROM serving_configs WHERE name = ?", (name,))
         return [_row_to_record(r) for r in doomed]
 
     def name_exists(self, name: str) -> bool:

@@ -29,6 +29,7 @@ from service.store.sql_job_leases import SqlJobLeases
 from service.store.sql_jobs import SqlJobs
 from service.store.sql_models import SqlModels, already_exists_message
 from service.store.sql_searches import SqlSearches
+from service.store.sql_serving_configs import SqlServingConfigs
 from service.store.sql_variants import SqlVariants
 from service.store.sqlite_schema import MIGRATIONS as _MIGRATIONS
 from service.store.sqlite_schema import SCHEMA_VERSION
@@ -46,6 +47,7 @@ class SqliteRepository(
     SqlDeployments,
     SqlSearches,
     SqlModels,
+    SqlServingConfigs,
     Repository,
 ):
     """Models, datasets, jobs with their events, variants and deployments, in one file."""

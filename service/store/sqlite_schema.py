@@ -120,5 +120,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             updated_at TEXT    NOT NULL
         )""",
     ),
+    (  # 6: how a model is served (batching, warm-up), by model name, as JSON.
+        """CREATE TABLE serving_configs (
+            name       TEXT    PRIMARY KEY,
+            config     TEXT    NOT NULL,
+            updated_at TEXT    NOT NULL
+        )""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -49,7 +49,7 @@ def test_cpu_image_is_the_default_and_both_final_stages_are_hardened(dockerfile)
         body = dict(all_stages[name])  # last of each instruction
         assert re.fullmatch(r"\$\{UID\}:\$\{UID\}", body["USER"]), "non-root, numeric"
         assert "ARG UID=10001" in dockerfile
-        assert set(body["EXPOSE"].split()) == {"8001", "8002"}
+        assert set(body["EXPOSE"].split()) == {"8000", "8001", "8002"}
         assert body["VOLUME"] == '["/data"]'
         assert "PARETO_DATA_DIR=/data" in " ".join(a for k, a in all_stages[name] if k == "ENV")
         assert '"pareto_cli.healthcheck"' in body["HEALTHCHECK"]

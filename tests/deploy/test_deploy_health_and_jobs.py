@@ -25,7 +25,9 @@ from tests.helpers.store_backends import create_job
 
 
 def settings(data_dir: Path) -> Settings:
-    return Settings(host="127.0.0.1", port=0, metrics_port=0, data_dir=data_dir, grpc_workers=4)
+    return Settings(
+        host="127.0.0.1", port=0, metrics_port=0, http_port=0, data_dir=data_dir, grpc_workers=4
+    )
 
 
 @pytest.fixture

@@ -72,6 +72,7 @@ def test_builder_stage_install_serves_from_site_packages(tmp_path: Path):
         "PARETO_HOST": "127.0.0.1",
         "PARETO_PORT": "0",
         "PARETO_METRICS_PORT": "0",
+        "PARETO_HTTP_PORT": "0",
         "PARETO_DATA_DIR": str(tmp_path / "data"),
     }
     server = subprocess.Popen(

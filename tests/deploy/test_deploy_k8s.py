@@ -208,6 +208,7 @@ def test_every_setting_is_a_real_pareto_setting(rendered):
     (cm,) = objects(docs, "ConfigMap").values()
     Settings(**{k.removeprefix("PARETO_").lower(): v for k, v in cm["data"].items()})
     assert int(cm["data"]["PARETO_PORT"]) == 8001
+    assert int(cm["data"]["PARETO_HTTP_PORT"]) == 8000
     assert int(cm["data"]["PARETO_METRICS_PORT"]) == 8002
     assert cm["data"]["PARETO_DATA_DIR"] == "/data"
     assert int(cm["data"]["PARETO_HEALTH_PORT"]) == 8003  # what the probes ask
@@ -283,7 +284,7 @@ def test_selectors_pick_the_right_pods(rendered):
     allowed = {
         p["port"] for rule in policies["pareto-gateway"]["spec"]["ingress"] for p in rule["ports"]
     }
-    assert allowed == {8001, 8002, PROBE_PORTS[overlay]}
+    assert allowed == {8000, 8001, 8002, PROBE_PORTS[overlay]}
 
 
 def test_overlays_pick_the_image_and_the_gpu(rendered):
@@ -325,3 +326,16 @@ def test_cluster_overlay_shares_state():
     for policy in objects(docs, "NetworkPolicy").values():
         egress_ports = {p["port"] for rule in policy["spec"]["egress"] for p in rule["ports"]}
         assert 5432 in egress_ports
+
+
+def test_termination_leaves_time_to_drain(rendered):
+    """preStop, then the server's delay and grace, all before the kubelet's SIGKILL."""
+    _, docs = rendered
+    (cm,) = objects(docs, "ConfigMap").values()
+    gateway = objects(docs, "Deployment")["pareto-gateway"]
+    pod = gateway["spec"]["template"]["spec"]
+    pre_stop = containers(gateway)[0]["lifecycle"]["preStop"]["sleep"]["seconds"]
+    delay = float(cm["data"]["PARETO_SHUTDOWN_DELAY_S"])
+    grace = float(cm["data"]["PARETO_SHUTDOWN_GRACE_S"])
+    assert pre_stop >= 1 and delay > 0
+    assert pod["terminationGracePeriodSeconds"] > pre_stop + delay + grace

@@ -15,6 +15,7 @@ def make_settings(data_dir: Path, **overrides: object) -> Settings:
         "host": "127.0.0.1",
         "port": 0,
         "metrics_port": 0,
+        "http_port": 0,
         "data_dir": data_dir,
         "ort_intra_op_threads": ORT_OPTIONS["intra_op_threads"],
         "ort_inter_op_threads": ORT_OPTIONS["inter_op_threads"],

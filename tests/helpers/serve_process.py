@@ -17,6 +17,7 @@ class Served:
     process: subprocess.Popen
     address: str  # gRPC, host:port
     metrics_url: str  # Prometheus text format
+    rest_url: str = ""  # KServe v2 REST, http://host:port
 
 
 def serve(data_dir: Path, env: dict[str, str] | None = None) -> Served:
@@ -34,6 +35,8 @@ def serve(data_dir: Path, env: dict[str, str] | None = None) -> Served:
             "0",
             "--metrics-port",
             "0",
+            "--http-port",
+            "0",
             "--data-dir",
             str(data_dir),
         ],
@@ -43,10 +46,12 @@ def serve(data_dir: Path, env: dict[str, str] | None = None) -> Served:
     )
     log = []
     for line in process.stderr:
-        if match := re.search(r"listening on 127\.0\.0\.1:(\d+)(?: \(metrics :(\d+)\))?", line):
+        pattern = r"listening on 127\.0\.0\.1:(\d+)(?: \(metrics :(\d+)(?:, REST :(\d+))?\))?"
+        if match := re.search(pattern, line):
             threading.Thread(target=process.stderr.read, daemon=True).start()  # drain
             metrics_url = f"http://127.0.0.1:{match.group(2)}/metrics" if match.group(2) else ""
-            return Served(process, f"127.0.0.1:{match.group(1)}", metrics_url)
+            rest_url = f"http://127.0.0.1:{match.group(3)}" if match.group(3) else ""
+            return Served(process, f"127.0.0.1:{match.group(1)}", metrics_url, rest_url)
         log.append(line)
     tail = "".join(log[-20:])
     raise AssertionError(f"server did not start (exit {process.wait()}):\n{tail}")

@@ -73,3 +73,22 @@ def test_bad_setting_fails_at_start_naming_it(tmp_path):
     result = pareto("serve", "--data-dir", str(tmp_path), env={"PARETO_GRPC_WORKERS": "zero"})
     assert result.returncode != 0
     assert "PARETO_GRPC_WORKERS" in result.stderr
+
+
+def test_config_shows_and_changes_how_a_model_is_served(address, digits_model, triton):
+    server = ("--server", address)
+    assert pareto("upload", str(digits_model.path), "--name", "digits", *server).returncode == 0
+    shown = pareto("config", "digits", *server)
+    assert shown.returncode == 0, shown.stderr
+    assert "batching auto, max batch 64" in shown.stdout
+    changed = pareto(
+        "config", "digits", "--max-batch-size", "16", "--preferred", "4,8", "--instances", "3",
+        "--json", *server,
+    )  # fmt: skip
+    assert changed.returncode == 0, changed.stderr
+    batching = json.loads(changed.stdout)["batching"]
+    assert (batching["max_batch_size"], batching["preferred_batch_sizes"]) == (16, [4, 8])
+    assert batching["instances"] == 3
+    assert triton.get_model_config("digits").config.max_batch_size == 16
+    refused = pareto("config", "digits", "--pad", "nope", *server)
+    assert refused.returncode == 1 and "INVALID_ARGUMENT" in refused.stderr

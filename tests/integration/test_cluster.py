@@ -52,7 +52,8 @@ class Replica:
             "PARETO_MEASURE_MEMORY": "false",
         }
         command = [sys.executable, "-m", "pareto_cli.main", "serve", "--host", "127.0.0.1"]
-        command += ["--port", "0", "--metrics-port", "0", "--data-dir", str(data_dir)]
+        command += ["--port", "0", "--metrics-port", "0", "--http-port", "0"]
+        command += ["--data-dir", str(data_dir)]
         self.process = subprocess.Popen(
             command, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True
         )

@@ -5,6 +5,7 @@ once than PARETO_MAX_HELPER_PROCESSES."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from concurrent import futures
@@ -94,12 +95,17 @@ def test_inputs_over_the_request_limit_are_refused_and_others_still_served(tmp_p
 
 
 def _probes_running() -> int:
+    """Memory probes started by this process (the in-process gateway), not by others."""
     count = 0
-    for status in Path("/proc").glob("[0-9]*/cmdline"):
+    for process in Path("/proc").glob("[0-9]*"):
         try:
-            if b"runtimes.memory_probe" in status.read_bytes():
+            parent = int((process / "stat").read_text().rpartition(")")[2].split()[1])
+            if (
+                parent == os.getpid()
+                and b"runtimes.memory_probe" in (process / "cmdline").read_bytes()
+            ):
                 count += 1
-        except OSError:
+        except (OSError, ValueError, IndexError):
             continue
     return count
 

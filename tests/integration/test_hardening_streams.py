@@ -220,7 +220,7 @@ def test_refused_tokens_do_not_flood_the_log(tmp_path, caplog):
     (tmp_path / "tokens").write_text(f"boss admin {TOKEN}\n")
     gateway = GatewayServer(make_settings(tmp_path / "data", auth_tokens_file=tmp_path / "tokens"))
     gateway.start()
-    caplog.set_level(logging.INFO, logger="service.auth.interceptor")
+    caplog.set_level(logging.INFO, logger="service.auth.guard")
     try:
         with ParetoClient(f"127.0.0.1:{gateway.port}", connection=Connection("x" * 20)) as c:
             for _ in range(200):

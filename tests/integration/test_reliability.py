@@ -5,10 +5,14 @@ given up while queued come back."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tritonclient.utils import InferenceServerException
 
 from bench.common import GatewayProcess
+from pareto.v1 import models_pb2
 from pareto_cli.client import ParetoClient
 from service.server import GatewayServer
 from tests.helpers.gateway_settings import make_settings
@@ -83,6 +88,52 @@ def test_sigterm_drains_in_flight_requests_then_exits_0(tmp_path: Path) -> None:
     for x, y in zip(inputs, outputs, strict=True):
         np.testing.assert_array_equal(y, expected(x))
     assert "pareto stopped" in gateway.log_path.read_text()
+
+
+@contextmanager
+def saturated_cpu() -> Iterator[None]:
+    """Other processes keeping every core busy, as on a shared CI machine."""
+    burners = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        for _ in range(os.cpu_count() or 2)
+    ]
+    try:
+        yield
+    finally:
+        for burner in burners:
+            burner.kill()
+            burner.wait()
+
+
+def test_sigterm_drains_running_and_queued_batches_under_cpu_load(tmp_path: Path) -> None:
+    env = {
+        "PARETO_MEASURE_MEMORY": "false",
+        "PARETO_ORT_INTRA_OP_THREADS": "1",
+        "PARETO_SHUTDOWN_GRACE_S": "300",  # a saturated CPU is slow; never cut one short
+    }
+    gateway = GatewayProcess(tmp_path / "data", tmp_path / "serve.log", env)
+    gateway.start()
+    try:
+        with ParetoClient(gateway.address) as client:
+            client.upload(write_slow_model(tmp_path / "slow.onnx"), "slow")
+            batching = models_pb2.BatchingConfig(max_batch_size=4096, max_queue_size=64)
+            config = models_pb2.ServingConfig(batching=batching)
+            request = models_pb2.SetServingConfigRequest(name="slow", config=config)
+            client.models.SetServingConfig(request)
+        infer(gateway.address, rows(1))
+        inputs = [rows(2048, seed) for seed in range(6)]
+        with saturated_cpu(), ThreadPoolExecutor(len(inputs)) as pool:
+            calls = [pool.submit(infer, gateway.address, x, 600.0) for x in inputs]
+            started = "pareto_inference_queue_duration_seconds_count"
+            wait_until(lambda: scrape(gateway.metrics_url, started) >= 2, 300)
+            assert not all(call.done() for call in calls), "requests too fast for this test"
+            exit_code = gateway.stop(timeout=600)
+            outputs = [call.result() for call in calls]  # raises unless all were OK
+    finally:
+        gateway.stop()
+    assert exit_code == 0, gateway.log_tail()
+    for x, y in zip(inputs, outputs, strict=True):
+        np.testing.assert_array_equal(y, expected(x))
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import grpc
 import numpy as np
+import onnx
 import pytest
 from click.testing import CliRunner
 
@@ -27,6 +28,7 @@ from service.server import GatewayServer
 from service.serving.targets import Target
 from tests.helpers.litert import needs_litert
 from tests.helpers.serve_process import start_server
+from tests.helpers.tiny_model import write_tiny_model
 
 
 @pytest.fixture
@@ -162,6 +164,42 @@ def test_triton_remote_retries_unavailable_then_says_so(quiet_gateway, digits_mo
     options = {"url": "127.0.0.1:1", "retries": 1, "retry_backoff_s": 0.01, "timeout_s": 2}
     with pytest.raises(Unavailable, match="triton_remote"):
         _run(quiet_gateway, "triton_remote", options, np.zeros((1, 1, 8, 8), np.float32))
+
+
+def _served_remotely(tmp_path: Path, model_file: Path) -> tuple[object, str]:
+    """A second gateway serving `model_file` under the name "digits"."""
+    process, address = start_server(tmp_path / "other-remote")
+    with ParetoClient(address) as c:
+        c.upload(model_file, "digits")
+    return process, address
+
+
+def test_triton_remote_refuses_a_remote_model_that_is_another_one(
+    quiet_gateway, remote, digits_model, tmp_path
+):
+    with ParetoClient(f"127.0.0.1:{quiet_gateway.port}") as c:
+        c.upload(digits_model.path, "digits")
+    x = digits_model.X_test[:2].astype(np.float32)
+    _run(quiet_gateway, "triton_remote", {"url": remote}, x)  # the same model: served
+    # Same name and signature, other weights: the remote reports its file's sha256.
+    model = onnx.load(str(digits_model.path))
+    model.graph.initializer[0].raw_data = bytes(len(model.graph.initializer[0].raw_data))
+    onnx.save(model, str(tmp_path / "changed.onnx"))
+    process, changed = _served_remotely(tmp_path / "a", tmp_path / "changed.onnx")
+    try:
+        with pytest.raises(FailedPrecondition, match="is another model"):
+            _run(quiet_gateway, "triton_remote", {"url": changed}, x)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    # Another signature under the same name.
+    process, other = _served_remotely(tmp_path / "b", write_tiny_model(tmp_path / "tiny.onnx"))
+    try:
+        with pytest.raises(FailedPrecondition, match="is not the model to serve"):
+            _run(quiet_gateway, "triton_remote", {"url": other}, x)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
 
 
 def test_list_runtimes_rpc_and_cli(quiet_gateway):

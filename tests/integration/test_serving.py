@@ -10,8 +10,10 @@ from tritonclient.utils import InferenceServerException
 
 from examples.models import tokenize
 from examples.text import english_sentences
+from pareto_cli.client import ParetoClient
 from runtimes.onnxruntime_cpu import session_options_from
-from tests.helpers.gateway_settings import ORT_OPTIONS
+from service.server import GatewayServer
+from tests.helpers.gateway_settings import ORT_OPTIONS, make_settings
 
 
 def direct_run(path, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -65,13 +67,37 @@ def test_health_metadata_and_repository_extension(client, triton, digits_model):
     assert [(t.name, t.datatype, list(t.shape)) for t in meta.inputs] == [
         ("pixels", "FP32", [-1, 1, 8, 8])
     ]
-    assert not triton.is_model_ready("digits")
+    # Loaded on demand: ready at once, as an inference would succeed at once.
+    assert triton.is_model_ready("digits")
+    (entry,) = triton.get_model_repository_index().models
+    assert (entry.name, entry.version, entry.state) == ("digits", "1", "READY")
+    assert entry.reason == "loads on its first request"
     triton.load_model("digits")
     assert triton.is_model_ready("digits")
     index = triton.get_model_repository_index().models
-    assert [(m.name, m.version, m.state) for m in index] == [("digits", "1", "READY")]
+    assert [(m.name, m.version, m.state, m.reason) for m in index] == [("digits", "1", "READY", "")]
     triton.unload_model("digits")
-    assert not triton.is_model_ready("digits")
+    assert triton.is_model_ready("digits")  # the next request loads it again
+
+
+def test_without_load_on_demand_a_model_is_ready_once_loaded(tmp_path, digits_model):
+    gateway = GatewayServer(make_settings(tmp_path / "data", load_on_demand=False))
+    gateway.start()
+    address = f"127.0.0.1:{gateway.port}"
+    try:
+        with ParetoClient(address) as client:
+            client.upload(digits_model.path, "digits")
+        triton = tc.InferenceServerClient(address)
+        assert not triton.is_model_ready("digits")
+        (entry,) = triton.get_model_repository_index().models
+        assert entry.state == "UNAVAILABLE" and "load it" in entry.reason
+        triton.load_model("digits")
+        assert triton.is_model_ready("digits")
+        triton.unload_model("digits")
+        assert not triton.is_model_ready("digits")
+        triton.close()
+    finally:
+        gateway.stop(grace=1.0)
 
 
 def test_version_pinning(client, triton, digits_model, minilm_model):

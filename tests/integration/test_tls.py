@@ -160,7 +160,8 @@ def test_missing_tls_file_is_a_settings_error(tmp_path):
 
 def test_pareto_serve_refuses_half_tls_settings(tmp_path, pki):
     env = {"PARETO_TLS_CERT_FILE": str(pki["server"].cert), "PARETO_HOST": "127.0.0.1"}
-    args = ["serve", "--port", "0", "--metrics-port", "0", "--data-dir", str(tmp_path / "d")]
+    args = ["serve", "--port", "0", "--metrics-port", "0", "--http-port", "0"]
+    args += ["--data-dir", str(tmp_path / "d")]
     result = CliRunner().invoke(cli, args, env=env)
     assert result.exit_code == 1
     assert "PARETO_TLS_CERT_FILE and PARETO_TLS_KEY_FILE must be set together" in result.output

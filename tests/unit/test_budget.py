@@ -59,8 +59,27 @@ def test_default_with_labels_is_one_point_of_accuracy():
 
 def test_default_without_labels_is_a_mean_cosine_of_099():
     ok, reason = check_budget(UNLABELED_PARENT, variant(cosine_mean=0.985), {})
-    assert not ok and reason == "cosine_mean 0.9850 is below min_cosine 0.99"
+    assert not ok and reason.startswith("cosine_mean 0.9850 is below min_cosine 0.99 (mean cosine")
     assert check_budget(UNLABELED_PARENT, variant(cosine_mean=0.99), {})[0]
+
+
+def test_a_failing_check_says_how_to_relax_it_or_change_the_recipe():
+    ok, reason = check_budget(UNLABELED_PARENT, variant(cosine_mean=0.98765), {"min_cosine": 0.99})
+    assert not ok
+    assert "lower quality_budget.min_cosine to 0.9876 or set quality_budget.keep_failing" in reason
+    assert "milder recipe" in reason
+    assert check_budget(UNLABELED_PARENT, variant(cosine_mean=0.98765), {"min_cosine": 0.9876})[0]
+    ok, reason = check_budget(LABELED_PARENT, variant(accuracy=0.95), {})
+    assert "raise quality_budget.max_accuracy_drop to 0.02 or" in reason
+    assert check_budget(LABELED_PARENT, variant(accuracy=0.95), {"max_accuracy_drop": 0.02})[0]
+
+
+def test_a_token_level_failure_names_the_pooled_and_neighbour_figures():
+    measured = variant(cosine_mean=0.977, pooled_cosine_mean=0.993, nn_top1_agreement=0.92)
+    ok, reason = check_budget(UNLABELED_PARENT, measured, {})
+    assert not ok and reason.startswith("cosine_mean 0.9770 is below min_cosine 0.99")
+    assert "real tokens" in reason and "pooled_cosine_mean 0.9930" in reason
+    assert "nearest-neighbour agreement 0.920" in reason
 
 
 def test_set_limits_are_all_checked_and_every_failure_named():

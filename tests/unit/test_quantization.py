@@ -114,6 +114,7 @@ def test_technique_modules_import_without_onnxruntime_or_torch() -> None:
         "import sys\n"
         "import compressors.quantization.dynamic, compressors.quantization.static\n"
         "import compressors.quantization.accuracy_aware, compressors.quantization.fp16\n"
+        "import compressors.quantization.weight_only\n"
         "heavy = [m for m in ('torch', 'onnxruntime', 'onnx') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
