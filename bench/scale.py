@@ -147,7 +147,7 @@ def compare(mode: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
     hv_a, hv_b = hypervolume(a, ref), hypervolume(b, ref)
     return {
         "mode": mode,
-        "target": f"wall time parallelism 2 / 1 <= {TARGET_RATIO}",
+        "target": f"{mode}: wall time parallelism 2 / 1 <= {TARGET_RATIO}",
         "value": round(ratio, 3),
         "met": ratio <= TARGET_RATIO,
         "hypervolume_p1": round(hv_a, 5),
