@@ -25,6 +25,7 @@ OUTPUT = ROOT / "docs" / "benchmarks.md"
 ORDER = (
     "serving",
     "http_stacks",
+    "peers",
     "routing",
     "compression",
     "transformers",
@@ -86,6 +87,21 @@ TABLES: dict[str, tuple[Table, ...]] = {
         ),
         Table("Throughput relative to the chosen stack", "ratios", "*"),
         Table("Choice", "decision", "*"),
+    ),
+    "peers": (
+        Table(
+            "Requests per second, medians over rounds (floor: gRPC with no model; direct: "
+            "ONNX Runtime in the client's process)",
+            "cells",
+            "protocol case concurrency sides.pareto.req_per_s sides.kserve.req_per_s "
+            "sides.mlserver.req_per_s sides.floor.req_per_s sides.direct.req_per_s",
+        ),
+        Table(
+            "p50 latency (ms) and errors",
+            "cells",
+            "protocol case concurrency sides.pareto.p50_ms sides.kserve.p50_ms "
+            "sides.mlserver.p50_ms sides.pareto.errors sides.kserve.errors sides.mlserver.errors",
+        ),
     ),
     "routing": (
         Table("Router decision", "decision", "kind calls p50_us p99_us"),
@@ -228,6 +244,15 @@ def fmt(value: Any) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
+def _heading(column: str, columns: list[str]) -> str:
+    """A column's last name, or its last two when another column ends the same way
+    (`sides.pareto.req_per_s` and `sides.kserve.req_per_s`: `pareto.req_per_s`)."""
+    last = column.rsplit(".", 1)[-1]
+    if sum(c.rsplit(".", 1)[-1] == last for c in columns) > 1:
+        return ".".join(column.split(".")[-2:])
+    return last
+
+
 def markdown_table(headers: list[str], rows: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     return lines + ["| " + " | ".join(row) + " |" for row in rows]
@@ -275,7 +300,7 @@ def render_table(data: dict[str, Any], table: Table) -> list[str]:
     keys, columns = table.keys.split(), table.columns.split()
     if columns == ["*"]:
         columns = [k for k, v in rows[0][1].items() if not isinstance(v, dict | list)]
-    headers = keys + [c.rsplit(".", 1)[-1] for c in columns]
+    headers = keys + [_heading(c, columns) for c in columns]
     body = [
         (names + [""] * len(keys))[: len(keys)] + [fmt(lookup(record, c)) for c in columns]
         for names, record in rows

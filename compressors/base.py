@@ -36,12 +36,26 @@ class TechniqueConfig(BaseModel):
 
 
 @dataclass(frozen=True)
+class TorchSource:
+    """The torch source of an uploaded model: its Hugging Face folder (unpacked, read-only;
+    only the files Pareto checked at upload) and the task it was exported for. A technique
+    builds the torch module with `compressors.training.hf_source.load_task_model(path, task)`."""
+
+    path: Path
+    task: str
+
+
+@dataclass(frozen=True)
 class Artifact:
     """A model file between steps: a single-file ONNX model or a torch.export archive."""
 
     path: Path
     format: str
     signature: Signature
+    # Set on the uploaded model's artifact (`StepContext.parent`, and the first step's
+    # input) when it was uploaded as a Hugging Face folder: the same model in torch. A
+    # step's output never has one (it is another model).
+    torch_source: TorchSource | None = None
 
 
 @dataclass(frozen=True)
@@ -78,6 +92,9 @@ class StepContext:
     # uploaded models by name (teachers, students), latest version.
     checkpoint_dir: Path | None = None
     models: Callable[[str], Artifact] | None = None
+    # The torch source of the job's model when it has one: the Hugging Face folder it was
+    # uploaded as (prune.transformer starts from it). None: the model has no torch source.
+    source_dir: Path | None = None
 
     def model(self, name: str, technique: str) -> Artifact:
         """The uploaded model `name` as an artifact (NotFound when there is none)."""
@@ -113,6 +130,9 @@ class ModelInfo:
     version: int
     format: str
     signature: Signature
+    # The format of the model's torch source ("hf_folder": uploaded as a Hugging Face
+    # folder), "" when it has none.
+    source_format: str = ""
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ TECHNIQUE_MODULES: tuple[str, ...] = (
     "compressors.distillation.knowledge",
     "compressors.quantization.qat",
     "compressors.pruning.gradual",
+    "compressors.pruning.transformer",
 )
 
 CONFIG_VERSION = 1

@@ -3,10 +3,11 @@
 Starts `pareto serve` on free loopback ports with a fresh data dir under ./.demo, builds the
 digits CNN and MiniLM, uploads both with the `pareto upload` CLI, runs them through
 `tritonclient.grpc.InferenceServerClient` (checking every answer against ONNX Runtime run
-here) and shows latencies. Then it uploads the example datasets with `pareto datasets
-upload`, compresses both models with `pareto compress` and the recipes in
-examples/recipes/ (MiniLM: dynamic int8; digits: static int8, 50% structured pruning, and a
-short distillation into a quarter-size student beside QAT int8),
+here) and shows latencies; uploads MiniLM again as its Hugging Face folder and sends it
+text (`pareto infer --text`, and BYTES through tritonclient). Then it uploads the example
+datasets with `pareto datasets upload`, compresses both models with `pareto compress` and
+the recipes in examples/recipes/ (MiniLM: dynamic int8; digits: static int8, 50%
+structured pruning, and a short distillation into a quarter-size student beside QAT int8),
 prints the measured variants, and runs each variant through the same Triton client by
 `model_version`. Then `pareto deploy` serves MiniLM fp32 and int8 50/50 behind the
 endpoint `minilm` with the original as shadow, sends sentences, and `pareto report`
@@ -129,6 +130,26 @@ def demo_minilm(client: Any, path: Path) -> dict[str, np.ndarray]:
     if not related > unrelated:
         raise DemoError(f"minilm: related pair cosine {related:.3f} <= unrelated {unrelated:.3f}")
     return inputs
+
+
+def demo_hf_folder(client: Any, address: str, reference: np.ndarray) -> None:
+    """MiniLM uploaded as its Hugging Face folder (exported to ONNX at upload, checked
+    against torch), then called with strings: the gateway tokenizes them."""
+    import tritonclient.grpc as grpcclient
+
+    from examples.models import minilm_dir
+
+    run_cli("upload", str(minilm_dir()), "--name", "minilm-hf", "--server", address)
+    run_cli("infer", "minilm-hf", "--text", SENTENCES[0], "--server", address)
+    tensor = grpcclient.InferInput("text", [len(SENTENCES)], "BYTES")
+    tensor.set_data_from_numpy(np.array([t.encode() for t in SENTENCES], dtype=object))
+    got = client.infer("minilm-hf", [tensor]).as_numpy("sentence_embedding")
+    cosine = (
+        (got * reference).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(reference, axis=1)
+    )
+    console.print(f"text in: cosine with the token-id MiniLM's embeddings {cosine.min():.5f} (min)")
+    if not cosine.min() > 0.999:
+        raise DemoError(f"minilm-hf: text embeddings differ from the token-id model's ({cosine})")
 
 
 def p50_ms(
@@ -272,6 +293,9 @@ def run_demo(server: GatewayProcess) -> None:
         digit_batch = demo_digits(client, digits)
         step("MiniLM sentence embeddings through tritonclient.grpc")
         sentence_batch = demo_minilm(client, minilm.path)
+        step("MiniLM as a Hugging Face folder (`pareto upload DIR`), text in (`--text`)")
+        reference = triton_infer(client, "minilm", sentence_batch, "embedding")
+        demo_hf_folder(client, server.address, reference)
         step(f"latency: p50 of {LATENCY_REQUESTS} sequential batch-1 requests")
         table = Table("model", "size", "inputs", "outputs", "p50 ms", title="served models")
         for name, path, inputs, output in (

@@ -19,6 +19,7 @@ from pareto.v1 import (
     variants_pb2_grpc,
 )
 from pareto_cli.connection import Connection, current_connection
+from pareto_cli.hf_folder import is_hf_archive, pack_directory
 from pareto_core import formats
 
 CHUNK_BYTES = 1024 * 1024
@@ -42,12 +43,15 @@ FORMAT_NAMES = {
 def guess_format(path: Path) -> int:
     """The ModelFormat enum value for a file name; ValueError when the suffix is unknown."""
     try:
-        return _SUFFIX_FORMATS[path.suffix.lower()]
+        fmt = _SUFFIX_FORMATS[path.suffix.lower()]
     except KeyError:
         known = ", ".join(sorted(_SUFFIX_FORMATS))
         raise ValueError(
             f"cannot tell the format of {path.name} (known suffixes: {known}); pass --format"
         ) from None
+    if fmt == common_pb2.MODEL_FORMAT_ONNX_BUNDLE and is_hf_archive(path):
+        return common_pb2.MODEL_FORMAT_HF_FOLDER
+    return fmt
 
 
 def sha256_of(path: Path) -> str:
@@ -91,13 +95,26 @@ class ParetoClient:
         labels: dict[str, str] | None = None,
         new_version: bool = False,
         progress: Callable[[int], None] | None = None,
+        task: str = "",
     ) -> models_pb2.Model:
-        """Stream a model file in chunks; `progress(n)` is called with each chunk's size."""
+        """Stream a model file in chunks; `progress(n)` is called with each chunk's size. A
+        directory is a Hugging Face folder (packed into a tar first); `task` is its export
+        task ("" = from the folder)."""
         path = Path(path)
+        if path.is_dir():
+            packed = pack_directory(path)
+            try:
+                fmt = common_pb2.MODEL_FORMAT_HF_FOLDER
+                return self.upload(
+                    packed, name, fmt, description, labels, new_version, progress, task
+                )
+            finally:
+                packed.unlink(missing_ok=True)
         if isinstance(fmt, str):
             fmt = FORMAT_NAMES[fmt]
         header = models_pb2.UploadHeader(
             name=name,
+            task=task,
             format=fmt or guess_format(path),
             size_bytes=path.stat().st_size,
             sha256=sha256_of(path),

@@ -1,4 +1,5 @@
-"""`pareto infer`: one KServe v2 inference through tritonclient, inputs from .npy files."""
+"""`pareto infer`: one KServe v2 inference through tritonclient, inputs from .npy files, or
+strings (`--text`, one row each) for a model that takes text."""
 
 from __future__ import annotations
 
@@ -17,10 +18,16 @@ from pareto_cli.connection import connection_options, current_connection
     "--input",
     "inputs",
     multiple=True,
-    required=True,
     metavar="NAME=FILE.npy",
     help="An input tensor, repeatable.",
 )
+@click.option(
+    "--text",
+    "texts",
+    multiple=True,
+    help="A string (one row each, repeatable) for a model uploaded with a tokenizer.",
+)
+@click.option("--text-input", default="text", show_default=True, help="The text input's name.")
 @click.option("--version", "model_version", default="", help="Model version (default latest).")
 @click.option(
     "--output-dir",
@@ -31,12 +38,19 @@ from pareto_cli.connection import connection_options, current_connection
 @click.option("--json", "as_json", is_flag=True, help="Print outputs as JSON lists.")
 @click.option("--server", envvar="PARETO_SERVER", default="127.0.0.1:8001", show_default=True)
 @connection_options
-def infer(model, inputs, model_version, output_dir, as_json, server) -> None:
-    """Run MODEL on the given inputs and print (or save) its outputs."""
+def infer(model, inputs, texts, text_input, model_version, output_dir, as_json, server) -> None:
+    """Run MODEL on the given inputs (or strings) and print (or save) its outputs."""
     import tritonclient.grpc as tc
     from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
+    if bool(inputs) == bool(texts):
+        raise click.UsageError("give --input NAME=FILE.npy (repeatable) or --text (repeatable)")
     tensors = []
+    if texts:
+        strings = np.array([t.encode("utf-8") for t in texts], dtype=object)
+        tensor = tc.InferInput(text_input, [len(texts)], "BYTES")
+        tensor.set_data_from_numpy(strings)
+        tensors.append(tensor)
     for item in inputs:
         name, sep, file = item.partition("=")
         if not sep:

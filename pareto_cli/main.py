@@ -17,6 +17,7 @@ from pareto_cli.datasets import datasets
 from pareto_cli.deploy import deploy
 from pareto_cli.export import export
 from pareto_cli.frontier import frontier
+from pareto_cli.hf_folder import HF_TASKS
 from pareto_cli.infer import infer
 from pareto_cli.jobs import compress, jobs
 from pareto_cli.options import server_option, to_dict
@@ -45,7 +46,7 @@ def cli() -> None:
 
 
 @cli.command()
-@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
 @click.option("--name", required=True, help="Model name (also the KServe v2 model name).")
 @click.option(
     "--format",
@@ -57,13 +58,22 @@ def cli() -> None:
 @click.option("--description", default="")
 @click.option("--label", "labels", multiple=True, help="key=value, repeatable.")
 @click.option("--new-version", is_flag=True, help="Add a version if the name exists.")
+@click.option(
+    "--task",
+    type=click.Choice(HF_TASKS),
+    default=None,
+    help="Hugging Face folders: the export's task (default: from the folder).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the stored model as JSON.")
 @server_option
-def upload(path, name, fmt, description, labels, new_version, as_json, server) -> None:
-    """Upload a model file (.onnx, .zip/.tar bundle with external data, .pt2)."""
+def upload(path, name, fmt, description, labels, new_version, task, as_json, server) -> None:
+    """Upload a model: a file (.onnx, .zip/.tar bundle with external data, .pt2), or a
+    Hugging Face folder (a directory, or a .zip/.tar of one), exported to ONNX at upload."""
     label_map = dict(_split_pair(item, "--label") for item in labels)
     with ParetoClient(server) as client, upload_progress(path, name) as advance:
-        model = client.upload(path, name, fmt, description, label_map, new_version, advance)
+        model = client.upload(
+            path, name, fmt, description, label_map, new_version, advance, task=task or ""
+        )
     if as_json:
         click.echo(json.dumps(to_dict(model), indent=2))
     else:
@@ -71,6 +81,8 @@ def upload(path, name, fmt, description, labels, new_version, as_json, server) -
             f"uploaded {model.name} version {model.version} ({model.size_bytes} bytes, "
             f"sha256 {model.sha256[:12]})"
         )
+        if model.HasField("source"):
+            click.echo(_source_line(model))
 
 
 @cli.command()
@@ -83,7 +95,7 @@ def models(as_json: bool, server: str) -> None:
     if as_json:
         click.echo(json.dumps([to_dict(m) for m in records], indent=2))
         return
-    table = Table("name", "version", "format", "size", "inputs", "outputs", "created")
+    table = Table("name", "version", "format", "size", "inputs", "outputs", "source", "created")
     for m in records:
         table.add_row(
             m.name,
@@ -92,13 +104,34 @@ def models(as_json: bool, server: str) -> None:
             f"{m.size_bytes / 1e6:.2f} MB",
             _specs(m.inputs),
             _specs(m.outputs),
+            _source_cell(m),
             m.created_at.ToDatetime().strftime("%F %T"),
         )
     Console().print(table)
 
 
+def _source_line(model) -> str:
+    source = model.source
+    text = (
+        f", text input {model.text_input!r} ({source.max_tokens} tokens)"
+        if model.text_input
+        else ""
+    )
+    return (
+        f"from a Hugging Face folder: {source.architecture}, task {source.task}, exported by "
+        f"{source.exporter}; max abs diff vs torch {source.export_max_abs_diff:.3g}{text}"
+    )
+
+
 def _specs(specs) -> str:
     return "\n".join(f"{t.name} {t.datatype}[{','.join(map(str, t.shape))}]" for t in specs)
+
+
+def _source_cell(m) -> str:
+    if not m.HasField("source"):
+        return ""
+    s = m.source
+    return f"{s.architecture} {s.task}\nexport diff {s.export_max_abs_diff:.2g}"
 
 
 def _format_name(value: int) -> str:

@@ -30,5 +30,6 @@ def upload_progress(path: Path, name: str) -> Iterator[Callable[[int], None]]:
         transient=False,
     )
     with progress:
-        task = progress.add_task(name, total=Path(path).stat().st_size)
+        size = None if Path(path).is_dir() else Path(path).stat().st_size  # a folder: packed first
+        task = progress.add_task(name, total=size)
         yield lambda n: progress.advance(task, n)

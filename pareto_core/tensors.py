@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 # KServe v2 datatype name <-> numpy dtype. BYTES (variable-length strings) has no numpy
-# dtype of fixed width and is handled where text inputs are.
+# dtype of fixed width: it is the datatype of a text input (`Signature.text`).
 KSERVE_TO_NUMPY: dict[str, np.dtype[Any]] = {
     "BOOL": np.dtype(np.bool_),
     "UINT8": np.dtype(np.uint8),
@@ -46,10 +46,26 @@ class TensorSpec:
         return cls(data["name"], data["datatype"], tuple(int(d) for d in data["shape"]))
 
 
+TEXT_DATATYPE = "BYTES"
+
+
+def text_input(name: str) -> TensorSpec:
+    """A text input: BYTES, one UTF-8 string per row."""
+    return TensorSpec(name, TEXT_DATATYPE, (-1,))
+
+
 @dataclass(frozen=True)
 class Signature:
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
+    # A model served with its tokenizer also takes this input (`text_input`): a request
+    # sends it alone, and the gateway tokenizes it into `inputs`; or it sends `inputs`.
+    text: TensorSpec | None = None
+
+    @property
+    def served_inputs(self) -> tuple[TensorSpec, ...]:
+        """What a client may send, as model metadata lists it: the text input first."""
+        return self.inputs if self.text is None else (self.text, *self.inputs)
 
     def input(self, name: str) -> TensorSpec | None:
         return next((t for t in self.inputs if t.name == name), None)

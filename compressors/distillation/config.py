@@ -16,7 +16,12 @@ NAME = "distill.knowledge"
 class DistillConfig(TechniqueConfig):
     teacher: str = Field("", description="uploaded model name; empty = this step's input")
     student: str = Field("", description="uploaded .pt2 model; empty = derived from the input")
-    width: float = Field(0.5, gt=0.0, le=1.0, description="derived student: channels kept")
+    width: float = Field(
+        0.5,
+        gt=0.0,
+        le=1.0,
+        description="derived student: channels kept (layers, from a torch source)",
+    )
     init: Literal["teacher", "random"] = "teacher"
     objective: Literal["logits", "embedding"] = "logits"
     temperature: float = Field(4.0, gt=0.0, le=100.0)

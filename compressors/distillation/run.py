@@ -60,6 +60,7 @@ def distill(
         out = students.export_student(
             module, example, source.signature, ctx.work_dir / "student.onnx"
         )
+        export_diff = _verify(module, out, example)
     report = {
         "student": origin,
         "teacher": config.teacher or "the step's input",
@@ -70,10 +71,19 @@ def distill(
         "transfer_samples": len(data.train.targets),
         "heldout_samples": len(data.heldout.targets) if data.heldout else 0,
         "training": training,
+        **({"export_max_abs_diff": export_diff} if export_diff is not None else {}),
     }
     report["params_ratio"] = round(report["params_student"] / max(1, report["params_teacher"]), 4)
     ctx.progress(1.0, f"student: {report['params_ratio']:.2f}x the teacher's parameters", {})
     return StepResult(out, report)
+
+
+def _verify(module: Any, out: Artifact, example: tuple) -> float | None:
+    """The export checked against the trained module, for students built from a torch
+    source (as the upload checks its export); None for the others."""
+    from compressors.training.source_module import is_task_module, verify_export
+
+    return verify_export(module, out, example) if is_task_module(module) else None
 
 
 def _student(
@@ -85,6 +95,12 @@ def _student(
 ) -> tuple[Any, str]:
     if uploaded is not None:
         return students.load_student(uploaded), f"uploaded {uploaded.path.name}"
+    if source.torch_source is not None:  # a transformer: keep `width` of its layers
+        from compressors.training.source_module import keep_layers, torch_module
+
+        module, _ = torch_module(source, ctx)
+        module, kept = keep_layers(module, config.width)
+        return module.train(), f"derived from the torch source: {kept}"
     from compressors.training.torch_bridge import onnx_source
 
     module = students.derive_student(

@@ -1,6 +1,7 @@
 """prune.gradual: magnitude pruning raised during fine-tuning (Zhu & Gupta, 2017).
 
-The model (ONNX, or a .pt2 exported to ONNX) is converted to torch (onnx2torch), optionally
+The model (ONNX, or a .pt2 exported to ONNX) is converted to torch (onnx2torch; a model
+uploaded as a Hugging Face folder is built from its torch source instead), optionally
 first narrowed by structured channel removal (`structured_ratio`, torch-pruning, as
 prune.structured), then fine-tuned on the labeled "training" dataset while the sparsity of
 its weights (every parameter with >= 2 dims and >= `min_size` elements) rises on the
@@ -110,17 +111,12 @@ class GradualPrune(Technique):
         require_training_set(job, NAME, "the fine-tuning that recovers accuracy uses them")
 
     def apply(self, artifact: Artifact, config: GradualPruneConfig, ctx: StepContext) -> StepResult:
-        from compressors.training.torch_bridge import (
-            example_inputs,
-            onnx_source,
-            onnx_to_torch,
-            torch_threads,
-            torch_to_onnx,
-        )
+        from compressors.training.source_module import torch_module, verify_export
+        from compressors.training.torch_bridge import example_inputs, torch_threads, torch_to_onnx
 
         training = ctx.dataset(ROLE_TRAINING, NAME)
         with torch_threads(ctx.threads):
-            module = onnx_to_torch(onnx_source(artifact, ctx.work_dir))
+            module, from_source = torch_module(artifact, ctx)
             example = example_inputs(artifact.signature, training)
             if config.structured_ratio:
                 from compressors.pruning.structured import StructuredPruneConfig, prune_channels
@@ -130,6 +126,8 @@ class GradualPrune(Technique):
                 )
             report, masks = _finetune(module, training, artifact, config, ctx)
             out = torch_to_onnx(module, example, artifact.signature, ctx.work_dir / "pruned.onnx")
+            if from_source:
+                report["export_max_abs_diff"] = verify_export(module, out, example)
         report.update(achieved_sparsity=masks.achieved(), target_sparsity=config.final_sparsity)
         ctx.progress(1.0, f"sparsity {report['achieved_sparsity']:.1%}", {})
         return StepResult(out, report)

@@ -1,6 +1,7 @@
 """prune.structured: remove whole channels/neurons, so the result is a smaller dense model.
 
-The ONNX model (a .pt2 is exported to ONNX first) is converted to torch with onnx2torch;
+The ONNX model (a .pt2 is exported to ONNX first) is converted to torch with onnx2torch (a
+model uploaded as a Hugging Face folder is built from its torch source instead);
 torch-pruning's DependencyGraph finds which layers are coupled (a conv's output channels,
 the next conv's input channels, the flattened features of the classifier, ...) and removes
 `ratio` of the channels of each group, ranked by the L1/L2 norm of their weights. The last
@@ -109,27 +110,27 @@ class StructuredPrune(Technique):
     def apply(
         self, artifact: Artifact, config: StructuredPruneConfig, ctx: StepContext
     ) -> StepResult:
-        from compressors.training.torch_bridge import (
-            example_inputs,
-            onnx_source,
-            onnx_to_torch,
-            torch_threads,
-            torch_to_onnx,
-        )
+        from compressors.training.source_module import prune_ffn, torch_module, verify_export
+        from compressors.training.torch_bridge import example_inputs, torch_threads, torch_to_onnx
 
         dataset = ctx.dataset("training", self.name) if config.finetune_epochs else None
         with torch_threads(ctx.threads):
-            module = onnx_to_torch(onnx_source(artifact, ctx.work_dir))
+            module, from_source = torch_module(artifact, ctx)
             example = example_inputs(artifact.signature, dataset)
             before = {name: _width(m) for name, m in _layers(module).items()}
             params_before = _count(module)
-            prune_channels(module, example, config)
-            ctx.progress(0.1, f"removed {config.ratio:.0%} of the channels", {})
+            if from_source:  # a transformer: its feed-forward channels
+                pruned = prune_ffn(module, config.ratio, config.norm)
+            else:
+                prune_channels(module, example, config)
+                pruned = f"removed {config.ratio:.0%} of the channels"
+            ctx.progress(0.1, pruned, {})
             finetuned = None
             if config.finetune_epochs:
                 names = [t.name for t in artifact.signature.inputs]
                 finetuned = finetune_in_step(module, config, ctx, self.name, names)
             out = torch_to_onnx(module, example, artifact.signature, ctx.work_dir / "pruned.onnx")
+            export_diff = verify_export(module, out, example) if from_source else None
         after = {name: _width(m) for name, m in _layers(module).items()}
         report = {
             "ratio": config.ratio,
@@ -141,5 +142,7 @@ class StructuredPrune(Technique):
             ],
             "finetune": finetuned,
         }
+        if export_diff is not None:
+            report["export_max_abs_diff"] = export_diff
         ctx.progress(1.0, f"{report['params_before']} -> {report['params_after']} params", {})
         return StepResult(out, report)

@@ -1,6 +1,7 @@
 """quantize.qat: quantization-aware training, then int8 QDQ ONNX that ONNX Runtime runs.
 
-The model (ONNX, or a .pt2 exported to ONNX first) is converted to torch (onnx2torch) and
+The model (ONNX, or a .pt2 exported to ONNX first) is converted to torch (onnx2torch; a model
+uploaded as a Hugging Face folder is built from its torch source instead) and
 prepared with torch.ao's eager-mode QAT (`prepare_qat`): every Conv/Linear trains through
 fake-quantized weights, one symmetric int8 scale per output channel over [-127, 127]
 (the grid ONNX Runtime's per-channel int8 weights use), and fake-quantized uint8 outputs
@@ -100,7 +101,12 @@ class QuantizeQat(Technique):
         training = ctx.dataset(ROLE_TRAINING, NAME)
         calibration = ctx.datasets.get(ROLE_CALIBRATION, training)
         with torch_threads(ctx.threads):
-            source = Artifact(onnx_source(artifact, ctx.work_dir), FORMAT_ONNX, artifact.signature)
+            source = Artifact(
+                onnx_source(artifact, ctx.work_dir),
+                FORMAT_ONNX,
+                artifact.signature,
+                artifact.torch_source,
+            )
             ptq = _int8(source, calibration, config, ctx, "ptq")
             ctx.progress(0.1, "post-training int8 done (the baseline)", {})
             trained, report = _train(source, training, config, ctx)
@@ -142,15 +148,21 @@ def _train(
     from compressors.training.checkpoint import Checkpoint
     from compressors.training.finetune import labeled_arrays
     from compressors.training.loop import TrainPlan, fit
-    from compressors.training.torch_bridge import example_inputs, onnx_to_torch, torch_to_onnx
+    from compressors.training.source_module import torch_module, verify_export
+    from compressors.training.torch_bridge import example_inputs, torch_to_onnx
 
     names = [t.name for t in source.signature.inputs]
     arrays, labels = labeled_arrays(training, names, NAME)
     train_idx, held_idx = split_indices(
         len(labels), config.holdout_fraction, ctx.seed, config.max_samples
     )
-    module = onnx_to_torch(source.path)
-    module.qconfig = qconfig()
+    module, from_source = torch_module(source, ctx)
+    if from_source:  # a transformer: fake-quantize its Linear layers (not the embeddings)
+        for layer in module.modules():
+            if isinstance(layer, torch.nn.Linear):
+                layer.qconfig = qconfig()
+    else:
+        module.qconfig = qconfig()
     module.train()
     with warnings.catch_warnings():  # "torch.ao.quantization is deprecated": see the doc
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -182,6 +194,8 @@ def _train(
     module.apply(tq.disable_observer)
     example = example_inputs(source.signature, training)
     trained = torch_to_onnx(module, example, source.signature, ctx.work_dir / "qat_float.onnx")
+    if from_source:
+        report["export_max_abs_diff"] = verify_export(module, trained, example)
     feeds = {n: a[held_idx] for n, a in zip(names, arrays, strict=True)}
     report["heldout"] = Dataset("heldout", feeds, labels[held_idx])
     return artifact_for(trained.path), report

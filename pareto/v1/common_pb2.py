@@ -24,15 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16pareto/v1/common.proto\x12\tpareto.v1\";\n\nTensorSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x64\x61tatype\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x03*\x7f\n\x0bModelFormat\x12\x1c\n\x18MODEL_FORMAT_UNSPECIFIED\x10\x00\x12\x15\n\x11MODEL_FORMAT_ONNX\x10\x01\x12\x1c\n\x18MODEL_FORMAT_ONNX_BUNDLE\x10\x02\x12\x1d\n\x19MODEL_FORMAT_TORCH_EXPORT\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16pareto/v1/common.proto\x12\tpareto.v1\";\n\nTensorSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x64\x61tatype\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x03*\x9b\x01\n\x0bModelFormat\x12\x1c\n\x18MODEL_FORMAT_UNSPECIFIED\x10\x00\x12\x15\n\x11MODEL_FORMAT_ONNX\x10\x01\x12\x1c\n\x18MODEL_FORMAT_ONNX_BUNDLE\x10\x02\x12\x1d\n\x19MODEL_FORMAT_TORCH_EXPORT\x10\x03\x12\x1a\n\x16MODEL_FORMAT_HF_FOLDER\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'pareto.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_MODELFORMAT']._serialized_start=98
-  _globals['_MODELFORMAT']._serialized_end=225
+  _globals['_MODELFORMAT']._serialized_start=99
+  _globals['_MODELFORMAT']._serialized_end=254
   _globals['_TENSORSPEC']._serialized_start=37
   _globals['_TENSORSPEC']._serialized_end=96
 # @@protoc_insertion_point(module_scope)

@@ -13,10 +13,12 @@ class ModelFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MODEL_FORMAT_ONNX: _ClassVar[ModelFormat]
     MODEL_FORMAT_ONNX_BUNDLE: _ClassVar[ModelFormat]
     MODEL_FORMAT_TORCH_EXPORT: _ClassVar[ModelFormat]
+    MODEL_FORMAT_HF_FOLDER: _ClassVar[ModelFormat]
 MODEL_FORMAT_UNSPECIFIED: ModelFormat
 MODEL_FORMAT_ONNX: ModelFormat
 MODEL_FORMAT_ONNX_BUNDLE: ModelFormat
 MODEL_FORMAT_TORCH_EXPORT: ModelFormat
+MODEL_FORMAT_HF_FOLDER: ModelFormat
 
 class TensorSpec(_message.Message):
     __slots__ = ("name", "datatype", "shape")

@@ -11,7 +11,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Model(_message.Message):
-    __slots__ = ("name", "version", "format", "sha256", "size_bytes", "description", "labels", "inputs", "outputs", "created_at")
+    __slots__ = ("name", "version", "format", "sha256", "size_bytes", "description", "labels", "inputs", "outputs", "created_at", "source", "text_input")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -29,6 +29,8 @@ class Model(_message.Message):
     INPUTS_FIELD_NUMBER: _ClassVar[int]
     OUTPUTS_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    TEXT_INPUT_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: int
     format: _common_pb2.ModelFormat
@@ -39,10 +41,32 @@ class Model(_message.Message):
     inputs: _containers.RepeatedCompositeFieldContainer[_common_pb2.TensorSpec]
     outputs: _containers.RepeatedCompositeFieldContainer[_common_pb2.TensorSpec]
     created_at: _timestamp_pb2.Timestamp
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., format: _Optional[_Union[_common_pb2.ModelFormat, str]] = ..., sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ..., description: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., inputs: _Optional[_Iterable[_Union[_common_pb2.TensorSpec, _Mapping]]] = ..., outputs: _Optional[_Iterable[_Union[_common_pb2.TensorSpec, _Mapping]]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    source: ModelSource
+    text_input: str
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., format: _Optional[_Union[_common_pb2.ModelFormat, str]] = ..., sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ..., description: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., inputs: _Optional[_Iterable[_Union[_common_pb2.TensorSpec, _Mapping]]] = ..., outputs: _Optional[_Iterable[_Union[_common_pb2.TensorSpec, _Mapping]]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., source: _Optional[_Union[ModelSource, _Mapping]] = ..., text_input: _Optional[str] = ...) -> None: ...
+
+class ModelSource(_message.Message):
+    __slots__ = ("format", "sha256", "size_bytes", "task", "architecture", "exporter", "export_max_abs_diff", "max_tokens")
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    ARCHITECTURE_FIELD_NUMBER: _ClassVar[int]
+    EXPORTER_FIELD_NUMBER: _ClassVar[int]
+    EXPORT_MAX_ABS_DIFF_FIELD_NUMBER: _ClassVar[int]
+    MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    format: _common_pb2.ModelFormat
+    sha256: str
+    size_bytes: int
+    task: str
+    architecture: str
+    exporter: str
+    export_max_abs_diff: float
+    max_tokens: int
+    def __init__(self, format: _Optional[_Union[_common_pb2.ModelFormat, str]] = ..., sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ..., task: _Optional[str] = ..., architecture: _Optional[str] = ..., exporter: _Optional[str] = ..., export_max_abs_diff: _Optional[float] = ..., max_tokens: _Optional[int] = ...) -> None: ...
 
 class UploadHeader(_message.Message):
-    __slots__ = ("name", "format", "size_bytes", "sha256", "description", "labels", "new_version")
+    __slots__ = ("name", "format", "size_bytes", "sha256", "description", "labels", "new_version", "task")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -57,6 +81,7 @@ class UploadHeader(_message.Message):
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     NEW_VERSION_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
     name: str
     format: _common_pb2.ModelFormat
     size_bytes: int
@@ -64,7 +89,8 @@ class UploadHeader(_message.Message):
     description: str
     labels: _containers.ScalarMap[str, str]
     new_version: bool
-    def __init__(self, name: _Optional[str] = ..., format: _Optional[_Union[_common_pb2.ModelFormat, str]] = ..., size_bytes: _Optional[int] = ..., sha256: _Optional[str] = ..., description: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., new_version: _Optional[bool] = ...) -> None: ...
+    task: str
+    def __init__(self, name: _Optional[str] = ..., format: _Optional[_Union[_common_pb2.ModelFormat, str]] = ..., size_bytes: _Optional[int] = ..., sha256: _Optional[str] = ..., description: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., new_version: _Optional[bool] = ..., task: _Optional[str] = ...) -> None: ...
 
 class UploadModelRequest(_message.Message):
     __slots__ = ("header", "chunk")

@@ -30,6 +30,7 @@ from service.store.records import (
     JobEvent,
     JobRecord,
     ModelRecord,
+    ModelSource,
     RecipeSpec,
     VariantRecord,
 )
@@ -199,7 +200,7 @@ def format_from_proto(value: int, field: str = "format") -> str:
     names = dict(common_pb2.ModelFormat.items())
     fmt = next((formats.from_proto_enum_name(n) for n, v in names.items() if v == value), "")
     if not fmt:
-        known = ", ".join(formats.proto_enum_name(f) for f in formats.STORED_FORMATS)
+        known = ", ".join(formats.proto_enum_name(f) for f in formats.UPLOAD_FORMATS)
         raise InvalidArgument(f"{field} must be one of {known}, got {value}")
     return fmt
 
@@ -234,6 +235,7 @@ def header_to_request(header: models_pb2.UploadHeader) -> UploadRequest:
         description=header.description,
         labels=dict(header.labels),
         new_version=header.new_version,
+        task=header.task,
     )
 
 
@@ -253,9 +255,26 @@ def model_to_proto(record: ModelRecord) -> models_pb2.Model:
         size_bytes=record.size_bytes,
         description=record.description,
         labels=record.labels,
-        inputs=[tensor_to_proto(t) for t in record.signature.inputs],
+        inputs=[tensor_to_proto(t) for t in record.served_signature.served_inputs],
         outputs=[tensor_to_proto(t) for t in record.signature.outputs],
         created_at=created,
+        source=source_to_proto(record.source),
+        text_input=text.name if (text := record.served_signature.text) is not None else "",
+    )
+
+
+def source_to_proto(source: ModelSource | None) -> models_pb2.ModelSource | None:
+    if source is None:
+        return None
+    return models_pb2.ModelSource(
+        format=format_to_proto(source.format),
+        sha256=source.sha256,
+        size_bytes=source.size_bytes,
+        task=source.task,
+        architecture=source.architecture,
+        exporter=str(source.export.get("exporter", "")),
+        export_max_abs_diff=float(source.export.get("max_abs_diff", 0.0)),
+        max_tokens=int(source.text.get("max_tokens", 0)),
     )
 
 

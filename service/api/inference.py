@@ -58,7 +58,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             name=request.name,
             versions=[servable.version],
             platform=platform(self._dataplane.model_runtime(name, version) or servable.format),
-            inputs=[kserve_codec.tensor_metadata(t) for t in servable.signature.inputs],
+            inputs=[kserve_codec.tensor_metadata(t) for t in servable.signature.served_inputs],
             outputs=[kserve_codec.tensor_metadata(t) for t in servable.signature.outputs],
         )
 

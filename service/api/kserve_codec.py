@@ -58,7 +58,12 @@ def decode_tensors(
 ) -> dict[str, np.ndarray]:
     """`tensors` as numpy arrays; `raw` holds each tensor's raw bytes (gRPC's
     raw_input_contents: all or none), or None where a tensor carries typed contents (a
-    REST request mixing JSON and binary tensors)."""
+    REST request mixing JSON and binary tensors). A request sending a model's text input
+    (`signature.text`) sends it alone: it comes back as a 1-D object array of bytes, one
+    string per row, which the executor tokenizes."""
+    text = signature.text
+    if text is not None and any(t.name == text.name for t in tensors):
+        return {text.name: _decode_text(tensors, text, raw)}
     specs = {spec.name: spec for spec in signature.inputs}
     _check_input_names(tensors, specs)
     shapes = [_check_header(tensor, specs[tensor.name]) for tensor in tensors]
@@ -81,6 +86,61 @@ def decode_tensors(
         else:
             arrays[tensor.name] = _from_contents(tensor, spec, shapes[index])
     return arrays
+
+
+def _decode_text(
+    tensors: Sequence[service_pb2.ModelInferRequest.InferInputTensor],
+    spec: TensorSpec,
+    raw: Sequence[bytes | None],
+) -> np.ndarray:
+    """The text input's strings (BYTES, shape [rows] or [rows, 1]), as bytes objects."""
+    if len(tensors) != 1:
+        others = [t.name for t in tensors if t.name != spec.name]
+        raise InvalidArgument(
+            f"input {spec.name!r} is sent alone: the gateway tokenizes it into the model's "
+            f"inputs; drop {others}"
+        )
+    tensor = tensors[0]
+    if tensor.datatype != "BYTES":
+        raise InvalidArgument(
+            f"input {spec.name!r}: expected datatype BYTES (UTF-8 strings), got {tensor.datatype!r}"
+        )
+    shape = tuple(tensor.shape)
+    if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)) or shape[0] < 0:
+        raise InvalidArgument(
+            f"input {spec.name!r}: expected shape [rows] or [rows, 1] (one string per row), "
+            f"got {list(shape)}"
+        )
+    data = raw[0] if raw else None
+    if data is not None:
+        values = _split_bytes(spec.name, data)
+    else:
+        values = list(tensor.contents.bytes_contents)
+    if len(values) != shape[0]:
+        raise InvalidArgument(
+            f"input {spec.name!r}: shape {list(shape)} needs {shape[0]} strings, got {len(values)}"
+        )
+    array = np.empty(len(values), dtype=object)
+    array[:] = values
+    return array
+
+
+def _split_bytes(name: str, data: bytes) -> list[bytes]:
+    """KServe's serialized BYTES tensor: each element as a 4-byte little-endian length and
+    that many bytes."""
+    values, offset = [], 0
+    while offset < len(data):
+        if offset + 4 > len(data):
+            raise InvalidArgument(f"input {name!r}: BYTES raw data ends inside a length prefix")
+        size = int.from_bytes(data[offset : offset + 4], "little")
+        offset += 4
+        if offset + size > len(data):
+            raise InvalidArgument(
+                f"input {name!r}: BYTES element of {size} bytes runs past the end of the data"
+            )
+        values.append(bytes(data[offset : offset + size]))
+        offset += size
+    return values
 
 
 def _check_input_names(

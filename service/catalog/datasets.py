@@ -212,6 +212,9 @@ class DatasetUpload(Upload):
 
     _up: DatasetUploader
 
+    def _store(self) -> DatasetRecord:  # type: ignore[override]
+        return self._commit(self._inspect())
+
     def _inspect(self) -> NpzContents:
         try:
             return inspect_npz(self._staging, self._up.unpack_limit(self.request.size_bytes))
@@ -229,9 +232,8 @@ class DatasetUpload(Upload):
             has_labels=contents.has_labels,
             description=req.description,
         )
-        return commit_and_record(
-            self._up.blobs, repo, self._staging, req.sha256, lambda: repo.add_dataset(record)
-        )
+        files = [(self._staging, req.sha256)]
+        return commit_and_record(self._up.blobs, repo, files, lambda: repo.add_dataset(record))
 
 
 def delete_dataset(blobs: BlobStore, repo: Repository, name: str) -> DatasetRecord:

@@ -7,8 +7,10 @@
 
 Nothing is visible until `finish` returns: bytes go to a staging file under the blob
 store's tmp/, are checked (size, sha256, model validity), the blob is committed (atomic
-rename) and only then the metadata row is written. Leaving the `with` block without
-`finish` (an exception, a client disconnect) aborts and removes the staging file. After a
+rename) and only then the metadata row is written. A Hugging Face folder is exported to
+ONNX first (`hf_upload`); its record refers to two blobs, the ONNX file and the folder.
+Leaving the `with` block without `finish` (an exception, a client disconnect) aborts and
+removes the staging file. After a
 crash, `recover_store` removes staging leftovers and blobs no record refers to.
 """
 
@@ -19,7 +21,7 @@ import hashlib
 import re
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, TypeVar
@@ -35,7 +37,9 @@ from pareto_core.errors import (
 )
 from pareto_core.tensors import Signature
 from runtimes import registry
+from runtimes.hf.folder import TASKS
 from runtimes.model_check import check_model
+from service.catalog.hf_upload import HfExport, export_upload
 from service.catalog.model_inspect import inspect_model
 from service.store.blobs import BlobStore, check_sha256
 from service.store.bundles import find_onnx
@@ -60,6 +64,7 @@ class UploadRequest:
     description: str = ""
     labels: dict[str, str] = field(default_factory=dict)
     new_version: bool = False
+    task: str = ""  # hf_folder only: the export's task ("" = from the folder)
 
 
 def validate_model_name(name: str) -> str:
@@ -87,9 +92,13 @@ def _validate_labels(labels: dict[str, str]) -> None:
 def validate_request(req: UploadRequest, max_model_bytes: int) -> None:
     """Header checks that need neither the bytes nor the repository."""
     validate_model_name(req.name)
-    formats.check_stored(req.format)
+    formats.check_upload(req.format)
     validate_stream_header(req.size_bytes, req.sha256, req.description, max_model_bytes)
     _validate_labels(req.labels)
+    if req.task and req.format != formats.FORMAT_HF_FOLDER:
+        raise InvalidArgument(f"task applies to {formats.FORMAT_HF_FOLDER} uploads only")
+    if req.task and req.task not in TASKS:
+        raise InvalidArgument(f"task must be one of {', '.join(TASKS)}, got {req.task[:100]!r}")
 
 
 def validate_stream_header(size_bytes: object, sha256: str, description: str, limit: int) -> None:
@@ -161,6 +170,7 @@ class Upload:
         self._hash = hashlib.sha256()
         self._staging = uploader.blobs.new_staging_path()
         self._work_dir = uploader.blobs.new_staging_path()
+        self._staged: list[Path] = []  # more files to commit (a folder's export)
         self._file: BinaryIO | None = open(self._staging, "xb")  # noqa: SIM115 - closed in finish/abort
         self._state = "open"
 
@@ -197,8 +207,7 @@ class Upload:
         try:
             self._close_file()
             self._verify_bytes()
-            signature = self._inspect()
-            record = self._commit(signature)
+            record = self._store()
         except BaseException:
             self.abort()
             raise
@@ -213,6 +222,8 @@ class Upload:
         with contextlib.suppress(OSError):
             self._close_file()
         self._staging.unlink(missing_ok=True)
+        for path in self._staged:
+            path.unlink(missing_ok=True)
         shutil.rmtree(self._work_dir, ignore_errors=True)
 
     # -- steps -------------------------------------------------------------------------
@@ -251,6 +262,27 @@ class Upload:
         finally:
             shutil.rmtree(self._work_dir, ignore_errors=True)
 
+    def _store(self) -> ModelRecord:
+        """Inspect the bytes and commit them with their record (a folder: export it first)."""
+        if self.request.format == formats.FORMAT_HF_FOLDER:
+            return self._commit_export(self._export())
+        return self._commit(self._inspect())
+
+    def _export(self) -> HfExport:
+        def new_staging() -> Path:
+            self._staged.append(self._up.blobs.new_staging_path())
+            return self._staged[-1]
+
+        limits = (self._up.unpack_limit(self.request.size_bytes), self._up.max_tensor_elements)
+        try:
+            return export_upload(
+                self._staging, self._work_dir, self.request.task, new_staging, limits
+            )
+        except ParetoError as e:
+            raise type(e)(f"model {self.request.name!r}: {e}") from e
+        finally:
+            shutil.rmtree(self._work_dir, ignore_errors=True)
+
     def _check_servable(self, fmt: str) -> None:
         """An ONNX model must load and run on the runtime plain requests would use (in a
         bounded helper process, runtimes/model_check.py); .pt2 archives were loaded by
@@ -262,34 +294,60 @@ class Upload:
         check_model(runtime, onnx_file, self._up.max_tensor_elements, onnx=True)
 
     def _commit(self, signature: Signature) -> ModelRecord:
-        req, blobs, repo = self.request, self._up.blobs, self._up.repo
-        record = ModelRecord(
+        req = self.request
+        record = self._record(req.format, req.sha256, req.size_bytes, signature)
+        return self._add(record, [(self._staging, req.sha256)])
+
+    def _commit_export(self, export: HfExport) -> ModelRecord:
+        onnx_sha256 = file_sha256(export.onnx)
+        size = export.onnx.stat().st_size
+        record = self._record(formats.FORMAT_ONNX, onnx_sha256, size, export.signature)
+        record = replace(record, source=export.source)
+        files = [(export.onnx, onnx_sha256), (export.folder, export.source.sha256)]
+        return self._add(record, files)
+
+    def _record(self, fmt: str, sha256: str, size: int, signature: Signature) -> ModelRecord:
+        req = self.request
+        return ModelRecord(
             name=req.name,
             version=0,
-            format=req.format,
-            sha256=req.sha256,
-            size_bytes=req.size_bytes,
+            format=fmt,
+            sha256=sha256,
+            size_bytes=size,
             signature=signature,
             description=req.description,
             labels=dict(req.labels),
         )
+
+    def _add(self, record: ModelRecord, files: list[tuple[Path, str]]) -> ModelRecord:
+        repo, new_version = self._up.repo, self.request.new_version
         return commit_and_record(
-            blobs, repo, self._staging, req.sha256, lambda: repo.add_model(record, req.new_version)
+            self._up.blobs, repo, files, lambda: repo.add_model(record, new_version)
         )
 
 
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def commit_and_record(
-    blobs: BlobStore, repo: ModelRepository, staging: Path, sha256: str, add: Callable[[], T]
+    blobs: BlobStore, repo: ModelRepository, files: list[tuple[Path, str]], add: Callable[[], T]
 ) -> T:
-    """Commit `staging` as blob `sha256`, then write its record with `add()`. If that
-    fails, the blob goes again unless it was there before or a record refers to it."""
+    """Commit each staged file as its blob (path, sha256), then write their record with
+    `add()`. If that fails, the blobs go again unless they were there before or a record
+    refers to them."""
     with blobs.lock:
-        existed = blobs.exists(sha256)
-        blobs.commit(staging, sha256)
+        new = [sha256 for _, sha256 in files if not blobs.exists(sha256)]
+        for staging, sha256 in files:
+            blobs.commit(staging, sha256)
         try:
             return add()
         except BaseException:
-            if not existed:
+            for sha256 in new:
                 delete_if_unreferenced(blobs, repo, sha256)
             raise
 
@@ -312,7 +370,7 @@ def delete_model(
     the blobs that no remaining record refers to (two models may share one blob)."""
     with blobs.lock:
         deleted = repo.delete_model(name, version, check)
-        for sha in {r.sha256 for r in deleted}:
+        for sha in {sha for r in deleted for sha in r.blobs}:
             delete_if_unreferenced(blobs, repo, sha)
     return deleted
 

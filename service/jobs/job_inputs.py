@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from compressors.base import Artifact, Dataset
+from compressors.base import Artifact, Dataset, TorchSource
 from pareto_core.formats import FORMAT_ONNX_BUNDLE, artifact_format
 from service.jobs.variant_store import evaluation_settings, file_sha256
 from service.settings import Settings
@@ -21,12 +21,16 @@ if TYPE_CHECKING:
 
 
 def parent_artifact(blobs: BlobStore, model: ModelRecord) -> Artifact:
-    """The uploaded model as the first step's input (a bundle's .onnx, beside its data)."""
+    """The uploaded model as the first step's input (a bundle's .onnx, beside its data;
+    with its torch source when it was uploaded as a Hugging Face folder)."""
     if model.format == FORMAT_ONNX_BUNDLE:
         path = find_onnx(_unpacked_dir(blobs, model.sha256))
     else:
         path = blobs.path(model.sha256)
-    return Artifact(path, artifact_format(model.format), model.signature)
+    source = None
+    if model.source is not None:  # the stored folder (a tar), unpacked once and kept
+        source = TorchSource(_unpacked_dir(blobs, model.source.sha256), model.source.task)
+    return Artifact(path, artifact_format(model.format), model.signature, source)
 
 
 def load_job_inputs(

@@ -173,8 +173,11 @@ def _add_input(message: pb.ModelInferRequest, spec: dict[str, Any], index: int) 
 def _set_contents(tensor: pb.ModelInferRequest.InferInputTensor, data: Any) -> None:
     """JSON `data` (flat or nested row-major lists) into the typed contents field of the
     tensor's datatype; kserve_codec checks counts, ranges and the datatype itself."""
+    if tensor.datatype == "BYTES":  # strings: a text input (kserve_codec checks the rest)
+        _set_strings(tensor, data)
+        return
     target = kserve_codec.CONTENTS_FIELD.get(tensor.datatype)
-    if target is None:  # BYTES, FP16, unknown: kserve_codec says what is wrong
+    if target is None:  # FP16, unknown: kserve_codec says what is wrong
         return
     values = _flatten(data if isinstance(data, list) else [data])
     try:
@@ -183,6 +186,13 @@ def _set_contents(tensor: pb.ModelInferRequest.InferInputTensor, data: Any) -> N
         raise InvalidArgument(
             f"input {tensor.name!r}: data must hold {tensor.datatype} values ({exc})"
         ) from None
+
+
+def _set_strings(tensor: pb.ModelInferRequest.InferInputTensor, data: Any) -> None:
+    values = _flatten(data if isinstance(data, list) else [data])
+    if not all(isinstance(v, str) for v in values):
+        raise InvalidArgument(f"input {tensor.name!r}: BYTES data must be JSON strings")
+    tensor.contents.bytes_contents.extend(v.encode("utf-8", "surrogatepass") for v in values)
 
 
 def _flatten(values: list[Any]) -> list[Any]:

@@ -153,10 +153,10 @@ def _techniques(
     names = list(requested)
     for i, name in enumerate(names):
         registry.get(str(name))  # InvalidArgument listing the registered techniques
-        if name not in space.SEARCHABLE:
+        if name not in space.EXPLORABLE:
             raise InvalidArgument(
                 f"search.techniques[{i}]: the search does not explore {name!r}; it explores "
-                f"{', '.join(space.SEARCHABLE)}"
+                f"{', '.join(space.SEARCHABLE)} and, when named, {', '.join(space.OPT_IN)}"
             )
         if name in names[:i]:
             raise InvalidArgument(f"search.techniques[{i}]: {name!r} is listed twice")

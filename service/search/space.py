@@ -33,8 +33,16 @@ REDUCING = (
 )
 QUANTIZING = ("quantize.dynamic", "quantize.static", "quantize.accuracy_aware", "convert.fp16")
 SEARCHABLE = REDUCING + QUANTIZING
+# Explored only when a search names them (search.techniques): prune.transformer trains for
+# minutes per trial and needs the model's Hugging Face folder; quantize.weight_only makes
+# MiniLM 4-8x smaller but slower on CPU, so it wins only where size is an objective.
+OPT_IN_REDUCING = ("prune.transformer",)
+OPT_IN_QUANTIZING = ("quantize.weight_only",)
+OPT_IN = OPT_IN_REDUCING + OPT_IN_QUANTIZING
+EXPLORABLE = SEARCHABLE + OPT_IN
 CHAIN_SEPARATOR = "+"
 
+PRUNE_RECOVERY_STEPS = 200  # prune.transformer's distillation from the parent
 FINETUNE_EPOCHS = 5  # structured pruning recovers with a short fine-tuning (labels needed)
 MAGNITUDE_FINETUNE_EPOCHS = 3
 DISTILL_EPOCHS = 10
@@ -70,6 +78,8 @@ def needs(technique: str, ctx: SpaceContext) -> str | None:
         {ROLE_EVALUATION, ROLE_CALIBRATION} & ctx.roles
     ):
         return "needs an evaluation or calibration dataset to measure sensitivity"
+    if technique == "prune.transformer" and not ({ROLE_TRAINING, ROLE_CALIBRATION} & ctx.roles):
+        return "needs token inputs to score heads and distil (datasets.training or calibration)"
     return None
 
 
@@ -124,6 +134,26 @@ def _accuracy_aware(trial: TrialLike, ctx: SpaceContext) -> dict[str, Any]:
     return {"base": base, "max_fp32_nodes": int(fp32)}
 
 
+def _weight_only(trial: TrialLike, ctx: SpaceContext) -> dict[str, Any]:
+    bits = trial.suggest_categorical("quantize.weight_only.bits", [4, 8])
+    algorithms = ["rtn", "hqq"] + (["gptq"] if ROLE_CALIBRATION in ctx.roles else [])
+    algorithm = trial.suggest_categorical("quantize.weight_only.algorithm", algorithms)
+    block = trial.suggest_categorical("quantize.weight_only.block_size", [32, 64, 128])
+    return {"bits": int(bits), "algorithm": algorithm, "block_size": int(block)}
+
+
+def _prune_transformer(trial: TrialLike, ctx: SpaceContext) -> dict[str, Any]:
+    heads = trial.suggest_float("prune.transformer.head_ratio", 0.0, 0.6, step=0.05)
+    ffn = trial.suggest_float("prune.transformer.ffn_ratio", 0.1, 0.6, step=0.05)
+    scope = trial.suggest_categorical("prune.transformer.scope", ["per_layer", "global"])
+    return {
+        "head_ratio": round(heads, 2),
+        "ffn_ratio": round(ffn, 2),
+        "scope": scope,
+        "recovery_steps": PRUNE_RECOVERY_STEPS,
+    }
+
+
 def _fp16(trial: TrialLike, ctx: SpaceContext) -> dict[str, Any]:
     return {"keep_io_types": True}
 
@@ -138,6 +168,8 @@ SAMPLERS: dict[str, Callable[[TrialLike, SpaceContext], dict[str, Any]]] = {
     "quantize.static": _static,
     "quantize.accuracy_aware": _accuracy_aware,
     "convert.fp16": _fp16,
+    "quantize.weight_only": _weight_only,
+    "prune.transformer": _prune_transformer,
 }
 
 
@@ -180,23 +212,34 @@ FIRST_GUESSES: dict[str, dict[str, Any]] = {
     "low_rank.svd": {"low_rank.svd.dropped_energy": 0.05},
     "cluster.kmeans": {"cluster.kmeans.clusters": 16},
     "distill.knowledge": {"distill.knowledge.width": 0.5},
+    "quantize.weight_only": {
+        "quantize.weight_only.bits": 4,
+        "quantize.weight_only.algorithm": "rtn",
+        "quantize.weight_only.block_size": 32,
+    },
+    "prune.transformer": {
+        "prune.transformer.head_ratio": 0.25,
+        "prune.transformer.ffn_ratio": 0.25,
+        "prune.transformer.scope": "per_layer",
+    },
 }
 
 
 def first_guesses(options: Sequence[str], budget: int) -> list[dict[str, Any]]:
     """Trial parameters of each single-technique chain at its first guess, quantizers
     first, at most half the trial budget."""
-    singles = [t for t in (*QUANTIZING, *REDUCING) if t in options]
+    order = (*QUANTIZING, *OPT_IN_QUANTIZING, *REDUCING, *OPT_IN_REDUCING)
+    singles = [t for t in order if t in options]
     return [{"chain": t, **FIRST_GUESSES[t]} for t in singles[: max(0, budget // 2)]]
 
 
 def chains(techniques: Sequence[str], max_steps: int) -> list[str]:
     """Every chain of the allowed techniques: single steps, then reduce+quantize pairs."""
-    allowed = [t for t in SEARCHABLE if t in techniques]
+    allowed = [t for t in EXPLORABLE if t in techniques]
     found = list(allowed)
     if max_steps >= 2:
-        reducing = [t for t in allowed if t in REDUCING]
-        quantizing = [t for t in allowed if t in QUANTIZING]
+        reducing = [t for t in allowed if t in (*REDUCING, *OPT_IN_REDUCING)]
+        quantizing = [t for t in allowed if t in (*QUANTIZING, *OPT_IN_QUANTIZING)]
         found += [f"{r}{CHAIN_SEPARATOR}{q}" for r in reducing for q in quantizing]
     return found
 

@@ -14,14 +14,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pareto_core.errors import ResourceExhausted
+from pareto_core.errors import Internal, ResourceExhausted
 from pareto_core.tensors import Signature
 from service import metrics
 from service.serving.batcher import Timing
+from service.serving.loaded_model import LoadedModel
 from service.serving.servables import Servable
 from service.serving.sessions import SessionManager
 from service.serving.statistics import RequestTimes
 from service.serving.targets import Target
+
+# Bytes per string of a text input (longer strings are refused; the tokenizer truncates
+# the tokens of shorter ones to the model's limit).
+MAX_TEXT_BYTES = 64 * 1024
 
 # Labels used when a request fails before a model is resolved (bounded: never the name asked).
 UNRESOLVED_LABELS = ("", "", "")
@@ -72,6 +77,7 @@ class Executor:
         with metrics.count_outcome(count), self.sessions.acquire(target) as model:
             meters, key = model.meters, model.servable.key
             inputs, wanted = decode(model.signature)
+            inputs = _tokenized(model, inputs)
             self._check_size(inputs)
             outputs, timing = model.run(inputs, wanted, deadline, _queued(counted, meters, started))
         if counted:
@@ -99,6 +105,18 @@ class Executor:
                 f"the request's input tensors take {size} bytes, over the limit of "
                 f"{self.max_request_bytes} (PARETO_MAX_REQUEST_BYTES); send smaller batches"
             )
+
+
+def _tokenized(model: LoadedModel, inputs: Inputs) -> Inputs:
+    """A request's text input (see kserve_codec.decode_tensors) as the token inputs the
+    model takes, tokenized with the model's own tokenizer; other requests as they are."""
+    text = model.signature.text
+    if text is None or text.name not in inputs:
+        return inputs
+    if model.text_encoder is None:
+        raise Internal(f"model {model.servable.model!r} has a text input but no tokenizer loaded")
+    encoded: Inputs = model.text_encoder.encode(list(inputs[text.name]), MAX_TEXT_BYTES, text.name)
+    return encoded
 
 
 def _queued(counted: bool, meters: metrics.ModelMeters, started: float) -> Callable[[], None]:

@@ -35,6 +35,8 @@ class LoadedModel:
     draining: bool = False
     idle: threading.Condition = field(default_factory=threading.Condition)
     meters: ModelMeters = field(init=False)
+    # runtimes.hf.text.TextEncoder when the model takes text (its signature's `text`)
+    text_encoder: Any = None
 
     def __post_init__(self) -> None:
         self.meters = ModelMeters(self.labels)

@@ -11,11 +11,12 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from pareto_core.errors import InvalidArgument, NotFound
 from pareto_core.tensors import Signature
 from service.store.interfaces import Repository
-from service.store.records import ModelRecord, VariantRecord
+from service.store.records import ModelRecord, VariantRecord, with_text
 
 DEFAULT_CACHE_S = 1.0
 MAX_CACHED_NAMES = 4096
@@ -31,7 +32,9 @@ class Servable:
     format: str
     sha256: str
     size_bytes: int
-    signature: Signature
+    signature: Signature  # with `text` set when the gateway tokenizes for it
+    # (the source folder's blob, runtimes.hf.text.TextSettings as JSON) when it takes text
+    text: tuple[str, dict[str, Any]] | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -48,25 +51,45 @@ class Servable:
 
 
 def from_model(record: ModelRecord) -> Servable:
+    signature = record.served_signature
     return Servable(
         record.name,
         str(record.version),
         record.format,
         record.sha256,
         record.size_bytes,
-        record.signature,
+        signature,
+        _text_of(record, signature),
     )
 
 
-def from_variant(record: VariantRecord) -> Servable:
+def from_variant(record: VariantRecord, parent: ModelRecord | None = None) -> Servable:
+    """A variant takes text as its parent model does (the same tokenizer), when its
+    inputs are still the token inputs."""
+    source = parent.source if parent is not None else None
+    signature = with_text(record.signature, source.text_input() if source else None)
     return Servable(
         record.parent_model,
         record.id,
         record.format,
         record.sha256,
         record.size_bytes,
-        record.signature,
+        signature,
+        _text_of(parent, signature) if parent is not None else None,
     )
+
+
+def _text_of(record: ModelRecord, signature: Signature) -> tuple[str, dict[str, Any]] | None:
+    if signature.text is None or record.source is None:
+        return None
+    return (record.source.sha256, record.source.text)
+
+
+def _parent(repo: Repository, record: VariantRecord) -> ModelRecord | None:
+    try:
+        return repo.get_model(record.parent_model, record.parent_version)
+    except NotFound:
+        return None
 
 
 class ServableResolver:
@@ -111,11 +134,16 @@ class ServableResolver:
         record = self._repo.get_variant(variant_id)
         if record.parent_model != model:
             raise NotFound(f"model {model!r} has no variant {variant_id!r}")
-        return from_variant(record)
+        return from_variant(record, _parent(self._repo, record))
 
     def all(self) -> list[Servable]:
-        models = [from_model(r) for r in self._repo.list_models()]
-        return models + [from_variant(r) for r in self._repo.list_variants()]
+        records = self._repo.list_models()
+        by_version = {(r.name, r.version): r for r in records}
+        variants = [
+            from_variant(r, by_version.get((r.parent_model, r.parent_version)))
+            for r in self._repo.list_variants()
+        ]
+        return [from_model(r) for r in records] + variants
 
 
 def parse_version(text: str) -> int:

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import Any
 
 from pareto_core.errors import FailedPrecondition, ParetoError
 from pareto_core.formats import FORMAT_ONNX_BUNDLE
@@ -143,6 +144,7 @@ class SessionManager:
         )
         publish_runtime(runtime)
         started = time.perf_counter()
+        text_encoder = self._text_encoder(servable)
         session = runtime.load(path, options)
         config = self.config_of(servable.model)
         try:
@@ -151,6 +153,7 @@ class SessionManager:
             session.close()
             raise type(exc)(f"warm-up of {target.served_name!r} failed: {exc}") from None
         model = LoadedModel(target, runtime, session, path, options, config)
+        model.text_encoder = text_encoder
         model.on_run = self._run_recorder(model)
         model.batcher = self._batcher(model)
         labels = model.labels
@@ -191,6 +194,19 @@ class SessionManager:
             model.batcher = self._batcher(model)
             if old is not None:
                 old.close()
+
+    def _text_encoder(self, servable: Servable) -> Any:
+        """The model's tokenizer (tokenizer.json read from its stored source folder), when
+        it takes text; only the `tokenizers` library is imported (no torch)."""
+        if servable.text is None:
+            return None
+        from runtimes.hf.archive import read_member
+        from runtimes.hf.folder import MAX_LARGE_JSON_BYTES, TOKENIZER
+        from runtimes.hf.text import TextEncoder, TextSettings
+
+        source_sha256, settings = servable.text
+        data = read_member(self._blobs.path(source_sha256), TOKENIZER, MAX_LARGE_JSON_BYTES)
+        return TextEncoder(data.decode("utf-8"), TextSettings.from_json(settings))
 
     def _model_path(self, servable: Servable) -> Path:
         if servable.format == FORMAT_ONNX_BUNDLE:

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from pareto_core.tensors import Signature, TensorSpec
+from pareto_core.tensors import Signature, TensorSpec, text_input
+from runtimes.hf.text import TEXT_INPUT, TOKEN_INPUTS
 
 JOB_QUEUED = "QUEUED"
 JOB_RUNNING = "RUNNING"
@@ -23,16 +24,68 @@ JOB_FINAL_STATES = (JOB_SUCCEEDED, JOB_FAILED, JOB_CANCELLED)
 
 
 @dataclass(frozen=True)
+class ModelSource:
+    """What a model was exported from at upload (a Hugging Face folder, stored as its own
+    blob: a tar of the files Pareto reads), kept for the techniques that train."""
+
+    format: str  # pareto_core.formats.SOURCE_FORMATS
+    sha256: str
+    size_bytes: int
+    task: str
+    architecture: str
+    export: dict[str, Any]  # exporter, max_abs_diff, sample_rows, seconds, peak_rss_bytes
+    text: dict[str, Any]  # runtimes.hf.text.TextSettings as JSON; {} without a tokenizer
+
+    def text_input(self) -> TensorSpec | None:
+        """The text input the gateway serves for a model of this source, if any."""
+        return text_input(TEXT_INPUT) if self.text else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": self.format,
+            "sha256": self.sha256,
+            "size_bytes": self.size_bytes,
+            "task": self.task,
+            "architecture": self.architecture,
+            "export": self.export,
+            "text": self.text,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ModelSource:
+        return cls(**data)
+
+
+@dataclass(frozen=True)
 class ModelRecord:
     name: str
     version: int
     format: str
     sha256: str
     size_bytes: int
-    signature: Signature
+    signature: Signature  # the served file's own inputs and outputs
     description: str = ""
     labels: dict[str, str] = field(default_factory=dict)
     created_at: datetime | None = None
+    source: ModelSource | None = None
+
+    @property
+    def served_signature(self) -> Signature:
+        """The signature with the text input the gateway adds when it has the tokenizer."""
+        text = self.source.text_input() if self.source is not None else None
+        return with_text(self.signature, text)
+
+    @property
+    def blobs(self) -> tuple[str, ...]:
+        """Every blob the record refers to: its file, and its source's."""
+        return (self.sha256,) if self.source is None else (self.sha256, self.source.sha256)
+
+
+def with_text(signature: Signature, text: TensorSpec | None) -> Signature:
+    """`signature` taking `text` too, when its inputs are the ones a tokenizer fills."""
+    if text is None or tuple(t.name for t in signature.inputs) != TOKEN_INPUTS:
+        return signature
+    return Signature(signature.inputs, signature.outputs, text)
 
 
 @dataclass(frozen=True)

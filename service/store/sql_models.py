@@ -18,17 +18,19 @@ from pareto_core import formats
 from pareto_core.errors import AlreadyExists, InvalidArgument, JobFenced, NotFound
 from pareto_core.tensors import Signature
 from service.store.interfaces import ModelRepository
-from service.store.records import JOB_QUEUED, ModelRecord
+from service.store.records import JOB_QUEUED, ModelRecord, ModelSource
 from service.store.sql_codec import specs_from_json, specs_to_json
 from service.store.sql_references import refuse_model_delete
 from service.store.sql_types import Connection
 
 _COLUMNS = (
-    "name, version, format, sha256, size_bytes, description, labels, inputs, outputs, created_at"
+    "name, version, format, sha256, size_bytes, description, labels, inputs, outputs, "
+    "created_at, source_sha256, source"
 )
 
 
 def _row_to_record(row: Any) -> ModelRecord:
+    source = json.loads(row["source"])
     return ModelRecord(
         name=row["name"],
         version=row["version"],
@@ -39,6 +41,7 @@ def _row_to_record(row: Any) -> ModelRecord:
         description=row["description"],
         labels=json.loads(row["labels"]),
         created_at=datetime.fromisoformat(row["created_at"]),
+        source=ModelSource.from_json(source) if source else None,
     )
 
 
@@ -98,7 +101,7 @@ class SqlModels(ModelRepository):
                 (record.name, version),
             )
             c.execute(
-                f"INSERT INTO models ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO models ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     record.name,
                     version,
@@ -110,6 +113,8 @@ class SqlModels(ModelRepository):
                     specs_to_json(record.signature.inputs),
                     specs_to_json(record.signature.outputs),
                     created_at.isoformat(),
+                    record.source.sha256 if record.source else None,
+                    json.dumps(record.source.to_json() if record.source else {}, sort_keys=True),
                 ),
             )
         return replace(record, version=version, labels=dict(record.labels), created_at=created_at)
@@ -167,9 +172,11 @@ class SqlModels(ModelRepository):
         return bool(self._query("SELECT 1 FROM models WHERE name = ? LIMIT 1", (name,)))
 
     def referenced_blobs(self) -> set[str]:
-        """Blobs of models, datasets and variants: garbage collection keeps all of them."""
+        """Blobs of models (and their sources), datasets and variants: garbage collection
+        keeps all of them."""
         rows = self._query(
-            "SELECT sha256 FROM models UNION SELECT sha256 FROM datasets "
+            "SELECT sha256 FROM models UNION SELECT source_sha256 FROM models "
+            "WHERE source_sha256 IS NOT NULL UNION SELECT sha256 FROM datasets "
             "UNION SELECT sha256 FROM variants"
         )
         return {r[0] for r in rows}

@@ -127,5 +127,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             updated_at TEXT    NOT NULL
         )""",
     ),
+    (  # 7: a model exported at upload keeps its source (a Hugging Face folder) as a blob too.
+        "ALTER TABLE models ADD COLUMN source_sha256 TEXT",
+        "ALTER TABLE models ADD COLUMN source TEXT NOT NULL DEFAULT '{}'",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)

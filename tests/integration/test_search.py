@@ -133,6 +133,7 @@ BAD = [
     ({"techniques": ["nope"]}, "INVALID_ARGUMENT", "unknown technique"),
     ({"techniques": ["fold.batchnorm"]}, "INVALID_ARGUMENT", "does not explore"),
     ({"techniques": ["distill.knowledge"]}, "FAILED_PRECONDITION", "training dataset"),
+    ({"techniques": ["prune.transformer"]}, "FAILED_PRECONDITION", "search.techniques: prune"),
     ({"n_trials": 5000}, "INVALID_ARGUMENT", "search.n_trials"),
     ({"sampler": "grid"}, "INVALID_ARGUMENT", "search.sampler"),
     ({"max_steps": 3}, "INVALID_ARGUMENT", "search.max_steps"),

@@ -2,7 +2,8 @@
 by quantize.static (transformer mode) and quantize.weight_only (GPTQ) in one job, measured
 on held-out sentences and stored; a token-level export whose variant breaks the budget is
 refused with a message that says which measure failed and how to change it; bad configs
-are INVALID_ARGUMENT naming the field, and nothing is stored."""
+are INVALID_ARGUMENT naming the field, pruning a model without a Hugging Face folder is
+FAILED_PRECONDITION, and nothing is stored."""
 
 from __future__ import annotations
 
@@ -98,6 +99,7 @@ def test_a_token_level_variant_that_breaks_the_budget_says_why(
         ("quantize.static", {"smooth_quant_alpha": 1.5}, "config.smooth_quant_alpha"),
         ("quantize.weight_only", {"bits": 3}, "config.bits"),
         ("quantize.weight_only", {"block_size": 48}, "config.block_size"),
+        ("prune.transformer", {"head_ratio": 1.0}, "config.head_ratio"),
     ],
 )
 def test_bad_transformer_configs_are_invalid_and_store_nothing(
@@ -109,5 +111,22 @@ def test_bad_transformer_configs_are_invalid_and_store_nothing(
         create_job(client, recipe, model="minilm", datasets=DATASETS)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert f"recipes[0].steps[0].{field}" in err.value.details()
+    assert list(client.jobs.ListJobs(jobs_pb2.ListJobsRequest()).jobs) == []
+    assert gateway.repo.list_variants("minilm") == []
+
+
+def test_pruning_a_model_without_a_hugging_face_folder_is_refused(
+    client, gateway, texts, minilm_model
+) -> None:
+    """prune.transformer needs the model's torch source (the uploaded Hugging Face folder);
+    an ONNX upload has none: FAILED_PRECONDITION at CreateJob naming the step, no job."""
+    client.upload(minilm_model.path, "minilm")
+    recipe = jobs_pb2.Recipe(steps=[step("prune.transformer", head_ratio=0.5)])
+    with pytest.raises(grpc.RpcError) as err:
+        create_job(client, recipe, model="minilm", datasets=DATASETS)
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    details = err.value.details()
+    assert "recipes[0].steps[0].config" in details
+    assert "prune.transformer needs a model uploaded as a Hugging Face folder" in details
     assert list(client.jobs.ListJobs(jobs_pb2.ListJobsRequest()).jobs) == []
     assert gateway.repo.list_variants("minilm") == []

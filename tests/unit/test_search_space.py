@@ -184,3 +184,26 @@ def test_prefix_keys_keep_the_settings_that_decide_whether_a_step_applies():
         "low_rank.svd",
         "low_rank.svd+quantize.static(method=entropy,per_channel=True)",
     ]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_opt_in_transformer_techniques_sample_valid_recipes(seed):
+    """quantize.weight_only and prune.transformer are explored only when named; their
+    sampled configs validate, and pruning only ever comes before quantization."""
+    assert not set(space.OPT_IN) & set(space.SEARCHABLE)
+    assert not set(space.OPT_IN) & set(space.chains(space.SEARCHABLE, 2))
+    named = ["prune.transformer", "quantize.weight_only", "quantize.dynamic"]
+    options = space.chains(named, 2)
+    assert "prune.transformer+quantize.weight_only" in options
+    assert "quantize.weight_only+prune.transformer" not in options
+    ctx = space.space_context(ALL_ROLES, seed=1)
+    chain, steps = space.sample_steps(FakeTrial(seed), options, ctx)
+    assert [s["technique"] for s in steps] == chain.split("+")
+    for step in steps:
+        registry.parse_config(step["technique"], step["config"])
+    no_calibration = space.space_context({"training": False}, 0)
+    config = space.SAMPLERS["quantize.weight_only"](FakeTrial(seed), no_calibration)
+    assert config["algorithm"] != "gptq"
+    assert space.needs("prune.transformer", space.space_context({"evaluation": False}, 0))
+    guesses = [g["chain"] for g in space.first_guesses(options, 100)]
+    assert guesses == ["quantize.dynamic", "quantize.weight_only", "prune.transformer"]

