@@ -65,6 +65,7 @@ bench:
 	$(PY) -m bench.distillation
 	$(PY) -m bench.runtimes
 	$(PY) -m bench.search
+	$(PY) -m bench.scale --ray
 	$(PY) -m bench.load
 	$(PY) -m bench.report  # docs/benchmarks.md from bench/results/*.json
 

@@ -32,6 +32,7 @@ ORDER = (
     "distillation",
     "runtimes",
     "search",
+    "scale",
     "load",
 )
 FLAG_KEYS = {"ok", "met", "pass", "passed"}  # a record's own verdict on its target
@@ -202,6 +203,20 @@ TABLES: dict[str, tuple[Table, ...]] = {
             "models.*.hand",
             f"label recipe {SIDE} within_budget dominated_by_frontier_trials",
             "model",
+        ),
+    ),
+    "scale": (
+        Table(
+            "Search runs (the same budget and seed)",
+            "runs",
+            "mode parallelism wall_s trials_s mean_trial_s concurrency state trials ran workers "
+            "frontier_size busy_before busy_after",
+        ),
+        Table(
+            "Parallelism 2 against 1 (wall time ratio; frontiers: hypervolume, cross-dominance)",
+            "comparisons",
+            "mode value met hypervolume_p1 hypervolume_p2 hypervolume_ratio "
+            "p1_points_dominated_by_p2 p2_points_dominated_by_p1",
         ),
     ),
     "load": (

@@ -3,7 +3,7 @@
 
   pareto search digits --eval digits-eval --calibration digits-calib --training digits-train \\
       --objective latency_p50 --objective size --max-drop 1% --trials 30 --wait --plot f.png
-  pareto search digits --resume job-1a2b3c --trials 10 --wait
+  pareto search digits --resume job-1a2b3c --trials 10 --parallelism 2 --wait
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pareto_cli.options import json_option, server_option, to_dict
 
 OBJECTIVES = ("latency_p50", "latency_p99", "size", "compressed_size", "memory")
 # What a resumed search keeps from the one it continues (only --trials, --timeout,
-# --sampler and --seed may be given).
+# --sampler, --seed and --parallelism may be given).
 RESUME_KEEPS = (
     "evaluation",
     "calibration",
@@ -79,6 +79,7 @@ def search_request(model: str, o: dict[str, Any]) -> jobs_pb2.CreateJobRequest:
         sampler=o["sampler"] or "",
         seed=o["seed"],
         resume_from=o["resume"] or "",
+        parallelism=o["parallelism"],
     )
     request = jobs_pb2.CreateJobRequest(model=model, model_version=o["model_version"])
     kept = [k for k in RESUME_KEEPS if o[k]]
@@ -161,6 +162,7 @@ def get_search(client: ParetoClient, model: str, job_id: str = "") -> jobs_pb2.S
 @click.option("--sampler", type=click.Choice(["tpe", "nsga2", "random"]), default=None)
 @click.option("--seed", type=int, default=0)
 @click.option("--max-steps", type=int, default=0, help="Techniques per recipe: 1 or 2.")
+@click.option("--parallelism", type=int, default=0, help="Trials at once (default 1).")
 @click.option("--batch-size", type=int, default=0, help="Batch of the latency objectives.")
 @click.option("--batch-sizes", multiple=True, type=int, help="Batch sizes measured.")
 @click.option("--iterations", type=int, default=0, help="Timed runs per batch size.")

@@ -103,6 +103,10 @@ class GatewayServer:
 
     def start(self) -> None:
         s = self.settings
+        if s.ray_address:  # Ray needs PostgreSQL: refused before anything starts
+            from service.jobs.ray_launcher import check_settings
+
+            check_settings(s)
         credentials = tls.server_credentials(s)  # bad TLS or token files stop us first
         self._guard = guard(s)
         self._auth = auth_interceptor(self._guard)

@@ -164,6 +164,15 @@ class Settings(BaseSettings):
         description="A RUNNING job whose replica has not renewed its lease for this long is "
         "re-queued by any replica.",
     )
+    # Running on Ray (docs/operations.md "Running on Ray").
+    ray_address: str = Field(
+        "",
+        pattern=r"^((ray://)?[A-Za-z0-9_.\[\]:-]+:[0-9]{1,5})?$",
+        description="Ray cluster that runs jobs and search trials: its head's address "
+        "host:port (GCS, default port 6379) or ray://host:10001 (Ray Client); empty = worker "
+        "processes of this replica. Needs PARETO_DATABASE_URL (PostgreSQL) and the data dir "
+        "mounted at the same path on every Ray node.",
+    )
     # Security (README "Security"): all off by default.
     auth_tokens_file: FilePath | None = Field(
         None, description="Bearer tokens with scopes; set = every non-open call needs one."

@@ -11,45 +11,19 @@ that kills the process is turned into FAILED by the scheduler from the exit stat
 from __future__ import annotations
 
 import argparse
-import ctypes
 import logging
-import os
-import signal
 import sys
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from service.jobs.process_life import cancellation_flag, die_with_parent
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from service.settings import Settings
 
-PR_SET_PDEATHSIG = 1
-EXIT_PARENT_GONE = 3
-
 log = logging.getLogger("service.worker")
-
-
-def die_with_parent(parent_pid: int) -> None:
-    """SIGKILL this process when the server that started it dies (Linux only)."""
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-            log.warning("prctl(PR_SET_PDEATHSIG) failed: errno %d", ctypes.get_errno())
-    if parent_pid and os.getppid() != parent_pid:  # the server died before prctl
-        sys.exit(EXIT_PARENT_GONE)
-
-
-def cancellation_flag() -> threading.Event:
-    """An event set by SIGTERM (cancel, or the server stopping)."""
-    flag = threading.Event()
-
-    def on_sigterm(signum: int, frame: object) -> None:
-        flag.set()  # no logging here: the handler may interrupt a log call
-
-    signal.signal(signal.SIGTERM, on_sigterm)
-    return flag
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -67,25 +41,33 @@ def main(argv: list[str] | None = None) -> int:
     from service.settings import load_settings
 
     settings = load_settings(data_dir=args.data_dir)
-    from compressors import registry
+    logging.basicConfig(level=settings.log_level, format=log_format(args.job_id))
+    return run_reported(args.data_dir, args.job_id, settings, cancelled.is_set)
 
-    registry.add_modules(settings.technique_modules())
+
+def log_format(job_id: str) -> str:
+    return f"%(asctime)s {job_id} %(levelname)s %(message)s"
+
+
+def run_reported(
+    data_dir: Path, job_id: str, settings: Settings, is_cancelled: Callable[[], bool]
+) -> int:
+    """Load the plug-ins, run the job; any unexpected error FAILS it. The exit code: 0, or
+    1 after an internal error. A Ray actor runs jobs through here too."""
+    from compressors import registry
+    from pareto_core.errors import JobFenced
     from runtimes import helper_process
 
+    registry.add_modules(settings.technique_modules())
     helper_process.configure(settings.helper_memory_bytes, settings.max_helper_processes)
-    logging.basicConfig(
-        level=settings.log_level, format=f"%(asctime)s {args.job_id} %(levelname)s %(message)s"
-    )
-    from pareto_core.errors import JobFenced
-
     try:
-        run_job(args.data_dir, args.job_id, settings, cancelled.is_set)
+        run_job(data_dir, job_id, settings, is_cancelled)
     except JobFenced as exc:  # another replica runs the job now: leave it alone
-        log.warning("job %s: %s; stopping", args.job_id, exc)
+        log.warning("job %s: %s; stopping", job_id, exc)
         return 0
     except Exception as exc:
-        log.exception("job %s: unexpected error", args.job_id)
-        _fail(settings, args.data_dir, args.job_id, f"internal error in the worker: {exc!r}")
+        log.exception("job %s: unexpected error", job_id)
+        _fail(settings, data_dir, job_id, f"internal error in the worker: {exc!r}")
         return 1
     return 0
 

@@ -97,15 +97,18 @@ def compute_ranges(
     op_types: list[str],
     options: dict[str, Any],
     cache: Path,
+    threads: int,
 ) -> None:
     """Compute the activation ranges of `model` on `reader`'s data with ORT's `method`
-    calibrator (`options`: its num_bins, percentile, ...) and save them to `cache`."""
+    calibrator (`options`: its num_bins, percentile, ...) on `threads` threads and save
+    them to `cache`."""
     with tempfile.TemporaryDirectory(dir=cache.parent) as tmp:
         augmented = Path(tmp) / "augmented.onnx"
         try:
             calibrator = create_calibrator(
                 model, op_types, str(augmented), METHODS[method], extra_options=options
             )
+            calibrator.infer_session = _session(augmented, threads, calibrator)
             while reader.batches_left > 0:
                 calibrator.collect_data(_Slice(reader, BATCHES_PER_COLLECT))
             ranges = calibrator.compute_data()
@@ -117,3 +120,16 @@ def compute_ranges(
                 + ("" if method == "minmax" else "; method minmax may still work")
             ) from None
     save_tensors_data(ranges, cache)
+
+
+def _session(path: Path, threads: int, calibrator: Any) -> Any:
+    """The calibrator's session again, on the job's threads: ORT's own uses every core."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.intra_op_num_threads = max(1, threads)
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(
+        str(path), sess_options=options, providers=calibrator.execution_providers
+    )

@@ -183,7 +183,7 @@ def calibrate(
     op_types = _op_types(config, prepared.transformer)
     op_types = op_types or sorted(quantizable_ops("qdq"))  # what quantize_static calibrates
     options = _calibrator_options(config)
-    compute_ranges(prepared.path, reader, config.method, op_types, options, cache)
+    compute_ranges(prepared.path, reader, config.method, op_types, options, cache, ctx.threads)
     return reader.num_samples
 
 

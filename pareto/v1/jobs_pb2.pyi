@@ -217,7 +217,7 @@ class SearchConstraints(_message.Message):
     def __init__(self, max_quality_drop: _Optional[float] = ..., max_latency_ms: _Optional[float] = ..., max_size_bytes: _Optional[int] = ..., max_memory_bytes: _Optional[int] = ...) -> None: ...
 
 class SearchSpec(_message.Message):
-    __slots__ = ("objectives", "batch_size", "constraints", "n_trials", "timeout_s", "techniques", "sampler", "seed", "max_steps", "resume_from")
+    __slots__ = ("objectives", "batch_size", "constraints", "n_trials", "timeout_s", "techniques", "sampler", "seed", "max_steps", "resume_from", "parallelism")
     OBJECTIVES_FIELD_NUMBER: _ClassVar[int]
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     CONSTRAINTS_FIELD_NUMBER: _ClassVar[int]
@@ -228,6 +228,7 @@ class SearchSpec(_message.Message):
     SEED_FIELD_NUMBER: _ClassVar[int]
     MAX_STEPS_FIELD_NUMBER: _ClassVar[int]
     RESUME_FROM_FIELD_NUMBER: _ClassVar[int]
+    PARALLELISM_FIELD_NUMBER: _ClassVar[int]
     objectives: _containers.RepeatedScalarFieldContainer[str]
     batch_size: int
     constraints: SearchConstraints
@@ -238,7 +239,8 @@ class SearchSpec(_message.Message):
     seed: int
     max_steps: int
     resume_from: str
-    def __init__(self, objectives: _Optional[_Iterable[str]] = ..., batch_size: _Optional[int] = ..., constraints: _Optional[_Union[SearchConstraints, _Mapping]] = ..., n_trials: _Optional[int] = ..., timeout_s: _Optional[float] = ..., techniques: _Optional[_Iterable[str]] = ..., sampler: _Optional[str] = ..., seed: _Optional[int] = ..., max_steps: _Optional[int] = ..., resume_from: _Optional[str] = ...) -> None: ...
+    parallelism: int
+    def __init__(self, objectives: _Optional[_Iterable[str]] = ..., batch_size: _Optional[int] = ..., constraints: _Optional[_Union[SearchConstraints, _Mapping]] = ..., n_trials: _Optional[int] = ..., timeout_s: _Optional[float] = ..., techniques: _Optional[_Iterable[str]] = ..., sampler: _Optional[str] = ..., seed: _Optional[int] = ..., max_steps: _Optional[int] = ..., resume_from: _Optional[str] = ..., parallelism: _Optional[int] = ...) -> None: ...
 
 class GetSearchRequest(_message.Message):
     __slots__ = ("id", "model")
@@ -267,7 +269,7 @@ class TrialMetrics(_message.Message):
     def __init__(self, quality: _Optional[float] = ..., quality_drop: _Optional[float] = ..., latency_p50_ms: _Optional[float] = ..., latency_p99_ms: _Optional[float] = ..., size_bytes: _Optional[int] = ..., compressed_size_bytes: _Optional[int] = ..., memory_bytes: _Optional[int] = ...) -> None: ...
 
 class SearchTrial(_message.Message):
-    __slots__ = ("number", "state", "job_id", "recipe", "metrics", "parent", "objectives", "feasible", "violations", "frontier", "variant_id", "message", "cached_steps", "seconds", "standing")
+    __slots__ = ("number", "state", "job_id", "recipe", "metrics", "parent", "objectives", "feasible", "violations", "frontier", "variant_id", "message", "cached_steps", "seconds", "standing", "worker")
     class ObjectivesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -290,6 +292,7 @@ class SearchTrial(_message.Message):
     CACHED_STEPS_FIELD_NUMBER: _ClassVar[int]
     SECONDS_FIELD_NUMBER: _ClassVar[int]
     STANDING_FIELD_NUMBER: _ClassVar[int]
+    WORKER_FIELD_NUMBER: _ClassVar[int]
     number: int
     state: TrialState
     job_id: str
@@ -305,7 +308,8 @@ class SearchTrial(_message.Message):
     cached_steps: int
     seconds: float
     standing: str
-    def __init__(self, number: _Optional[int] = ..., state: _Optional[_Union[TrialState, str]] = ..., job_id: _Optional[str] = ..., recipe: _Optional[_Union[Recipe, _Mapping]] = ..., metrics: _Optional[_Union[TrialMetrics, _Mapping]] = ..., parent: _Optional[_Union[TrialMetrics, _Mapping]] = ..., objectives: _Optional[_Mapping[str, float]] = ..., feasible: _Optional[bool] = ..., violations: _Optional[_Iterable[str]] = ..., frontier: _Optional[bool] = ..., variant_id: _Optional[str] = ..., message: _Optional[str] = ..., cached_steps: _Optional[int] = ..., seconds: _Optional[float] = ..., standing: _Optional[str] = ...) -> None: ...
+    worker: str
+    def __init__(self, number: _Optional[int] = ..., state: _Optional[_Union[TrialState, str]] = ..., job_id: _Optional[str] = ..., recipe: _Optional[_Union[Recipe, _Mapping]] = ..., metrics: _Optional[_Union[TrialMetrics, _Mapping]] = ..., parent: _Optional[_Union[TrialMetrics, _Mapping]] = ..., objectives: _Optional[_Mapping[str, float]] = ..., feasible: _Optional[bool] = ..., violations: _Optional[_Iterable[str]] = ..., frontier: _Optional[bool] = ..., variant_id: _Optional[str] = ..., message: _Optional[str] = ..., cached_steps: _Optional[int] = ..., seconds: _Optional[float] = ..., standing: _Optional[str] = ..., worker: _Optional[str] = ...) -> None: ...
 
 class SearchResult(_message.Message):
     __slots__ = ("job_id", "model", "model_version", "state", "reason", "spec", "study_name", "quality_metric", "objectives", "quality_budget", "parent", "trials", "frontier", "recommended_trial", "recommended_variant", "closest_trial", "message")

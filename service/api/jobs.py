@@ -34,10 +34,12 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         _check_names(request)
         job_request = job_request_from_proto(request)
         max_queued = self._scheduler.max_queued_jobs
+        admit = self._scheduler.check_can_start  # e.g. Ray unreachable: nothing is stored
         if job_request.search is not None:
-            stored = create_search_job(self._repo, job_request, max_queued)
+            stored = create_search_job(self._repo, job_request, max_queued, admit)
         else:
             record = validate_job(self._repo, job_request)
+            admit()
             stored = self._repo.create_job(record, max_queued)
         self._scheduler.wake()
         return self._job(stored)

@@ -33,6 +33,7 @@ def search_from_proto(spec: jobs_pb2.SearchSpec) -> dict[str, Any]:
         "seed": int(spec.seed),
         "max_steps": int(spec.max_steps),
         "resume_from": spec.resume_from,
+        "parallelism": int(spec.parallelism),
     }
 
 

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import logging
 import signal
-import subprocess
 import time
 from dataclasses import dataclass
 
-from service.jobs import spawn
+from service.jobs.launcher import Launcher
+from service.jobs.runs import RunHandle
 from service.settings import Settings
 from service.store.interfaces import Repository
 from service.store.records import JOB_FINAL_STATES, JOB_RUNNING, JobRecord
@@ -33,7 +33,7 @@ KILL_GRACE_S = 5.0  # SIGTERM -> SIGKILL for cancelled, timed-out and fenced wor
 class Worker:
     job_id: str
     attempt: int  # the run of the job this worker is
-    process: subprocess.Popen
+    run: RunHandle
     started: float  # time.monotonic()
     terminated_at: float | None = None
 
@@ -44,9 +44,10 @@ def sweep_interval_s(lease_s: float) -> float:
 
 
 class Leases:
-    def __init__(self, repo: Repository, settings: Settings) -> None:
+    def __init__(self, repo: Repository, settings: Settings, launcher: Launcher) -> None:
         self._repo = repo
         self._settings = settings
+        self._launcher = launcher
         self.replica = settings.replica_id
         self.fenced: list[Worker] = []  # stopping; their jobs belong to another run
         self._renewed_at = time.monotonic()
@@ -84,9 +85,9 @@ class Leases:
             worker.job_id,
             why,
             self.replica,
-            worker.process.pid,
+            worker.run.pid,
         )
-        spawn.signal_group(worker.process, signal.SIGTERM)
+        self._launcher.signal(worker.run, signal.SIGTERM)
         worker.terminated_at = time.monotonic()
         del workers[worker.job_id]
         self.fenced.append(worker)
@@ -94,10 +95,10 @@ class Leases:
     def police_fenced(self) -> None:
         """Reap fenced workers once they exit; SIGKILL them after the grace."""
         for worker in list(self.fenced):
-            if worker.process.poll() is not None:
+            if worker.run.poll() is not None:
                 self.fenced.remove(worker)
             elif time.monotonic() - (worker.terminated_at or 0.0) > KILL_GRACE_S:
-                spawn.signal_group(worker.process, signal.SIGKILL)
+                self._launcher.signal(worker.run, signal.SIGKILL)
 
     def expired(self) -> list[JobRecord]:
         """Re-queue the jobs of replicas that stopped renewing their leases (when due)."""

@@ -1,9 +1,12 @@
-"""Runs queued jobs in worker processes, one thread in the server.
+"""Runs queued jobs, one thread in the server.
 
-The scheduler thread is the only one that starts, signals and reaps workers (so a
-worker's PR_SET_PDEATHSIG, tied to the thread that forked it, lasts as long as the
-scheduler). Each tick it reaps exited workers (a job they left unfinished becomes FAILED
-with the exit's reason), stops workers whose job was cancelled or ran past
+Runs start through a launcher (service/jobs/launcher.py): worker processes of this
+replica, or Ray actors with PARETO_RAY_ADDRESS. The scheduler thread is the only one that
+starts, signals and reaps them (so a local worker's PR_SET_PDEATHSIG, tied to the thread
+that forked it, lasts as long as the scheduler). Each tick it reaps ended runs (a job a
+run left unfinished becomes FAILED with the reason, or, when the launcher says the run was
+lost, such as a Ray worker that died, QUEUED again until the job has used
+PARETO_JOB_MAX_ATTEMPTS runs), stops runs whose job was cancelled or ran past
 PARETO_JOB_TIMEOUT_S (SIGTERM to the process group, SIGKILL after a grace), then claims
 queued jobs while fewer than PARETO_JOB_CONCURRENCY run. `wake()` runs a tick at once.
 
@@ -34,7 +37,9 @@ from pareto_core.errors import FailedPrecondition
 from service.jobs import spawn
 from service.jobs.checkpoints import remove_checkpoints
 from service.jobs.events import finish_job
+from service.jobs.launcher import Launcher, make_launcher
 from service.jobs.leases import KILL_GRACE_S, POLL_S, Leases, Worker
+from service.jobs.runs import RunEnd
 from service.metrics import JOBS
 from service.settings import Settings
 from service.store.interfaces import Repository
@@ -52,19 +57,22 @@ from service.store.records import (
 log = logging.getLogger(__name__)
 
 JOB_COUNT_INTERVAL_S = 5.0  # how often the pareto_jobs gauge is recounted
+NOT_READY_LOG_S = 60.0  # how often "the launcher cannot start runs" is logged
 
 
 class JobScheduler:
-    def __init__(self, repo: Repository, settings: Settings) -> None:
+    def __init__(self, repo: Repository, settings: Settings, launcher: Launcher | None = None):
         self._repo = repo
         self._settings = settings
-        self._leases = Leases(repo, settings)
+        self.launcher = launcher or make_launcher(settings)
+        self._leases = Leases(repo, settings, self.launcher)
         self._workers: dict[str, Worker] = {}
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._stop_grace = KILL_GRACE_S
         self._thread: threading.Thread | None = None
         self._counted_at = -float("inf")
+        self._not_ready_logged = -float("inf")
 
     def start(self) -> None:
         """Recover interrupted jobs, then start dispatching queued ones."""
@@ -76,6 +84,10 @@ class JobScheduler:
     def wake(self) -> None:
         """A job was queued (or cancelled): act without waiting for the next poll."""
         self._wake.set()
+
+    def check_can_start(self) -> None:
+        """Raise when a new job could not be started (CreateJob asks, before storing)."""
+        self.launcher.check_ready()
 
     def cancel(self, job_id: str) -> JobRecord:
         """QUEUED or RUNNING -> CANCELLED now; a running worker is stopped by the next tick."""
@@ -135,7 +147,7 @@ class JobScheduler:
     def _tick(self) -> None:
         self._leases.renew(self._workers)
         for worker in list(self._workers.values()):
-            if worker.process.poll() is not None:
+            if worker.run.poll() is not None:
                 self._reap(worker)
             else:
                 self._police(worker)
@@ -143,12 +155,23 @@ class JobScheduler:
         for job in self._leases.expired():
             self._recovered_event(job)
             self._wake.set()
-        while len(self._workers) < self._settings.job_concurrency and not self._stopping.is_set():
+        while self._free_slot():
             job = self._repo.claim_next_job(self._leases.replica)
             if job is None:
                 break
             self._launch(job)
         self._count_jobs()
+
+    def _free_slot(self) -> bool:
+        if len(self._workers) >= self._settings.job_concurrency or self._stopping.is_set():
+            return False
+        if self.launcher.ready():
+            return True
+        now = time.monotonic()
+        if now - self._not_ready_logged > NOT_READY_LOG_S:
+            self._not_ready_logged = now
+            log.warning("%s cannot start runs now; queued jobs wait", self.launcher.description)
+        return False
 
     def _count_jobs(self) -> None:
         """Set pareto_jobs{state} from the store, at most every JOB_COUNT_INTERVAL_S."""
@@ -164,12 +187,12 @@ class JobScheduler:
         message = f"worker starting (attempt {job.attempts})"
         self._repo.add_event(JobEvent(job.id, 0, JOB_RUNNING, "start", job.percent, message))
         try:
-            process = spawn.spawn_worker(job.id, self._settings)
+            run = self.launcher.start(job)
         except OSError as exc:
             finish_job(self._repo, job.id, JOB_FAILED, f"cannot start the worker: {exc}")
             return
-        self._workers[job.id] = Worker(job.id, job.attempts, process, time.monotonic())
-        log.info("job %s: worker pid %d started", job.id, process.pid)
+        self._workers[job.id] = Worker(job.id, job.attempts, run, time.monotonic())
+        log.info("job %s: run started (%s, pid %d)", job.id, self.launcher.description, run.pid)
 
     def _police(self, worker: Worker) -> None:
         """Stop a worker whose job is over (cancelled, timed out, or finished but the worker
@@ -177,7 +200,7 @@ class JobScheduler:
         now = time.monotonic()
         if worker.terminated_at is not None:
             if now - worker.terminated_at > KILL_GRACE_S:
-                spawn.signal_group(worker.process, signal.SIGKILL)
+                self.launcher.signal(worker.run, signal.SIGKILL)
             return
         timeout = self._settings.job_timeout_s
         if now - worker.started > timeout:
@@ -185,13 +208,12 @@ class JobScheduler:
             finish_job(self._repo, worker.job_id, JOB_FAILED, reason)
         if self._repo.get_job(worker.job_id).state in JOB_FINAL_STATES:
             # cancelled or timed out; or finished by the worker, which should be exiting
-            spawn.signal_group(worker.process, signal.SIGTERM)
+            self.launcher.signal(worker.run, signal.SIGTERM)
             worker.terminated_at = now
 
     def _reap(self, worker: Worker) -> None:
         del self._workers[worker.job_id]
-        code = worker.process.returncode
-        log.info("job %s: worker exited with %s", worker.job_id, code)
+        log.info("job %s: run ended with %s", worker.job_id, worker.run.returncode)
         scratch = spawn.scratch_path(self._settings.data_dir, worker.job_id, worker.attempt)
         shutil.rmtree(scratch, ignore_errors=True)
         self._wake.set()  # a slot is free
@@ -199,23 +221,44 @@ class JobScheduler:
         if job.state not in JOB_FINAL_STATES:
             if not self._leases.owns(job):
                 return  # re-queued meanwhile: another run owns it (and its checkpoints)
-            log_file = spawn.log_path(self._settings.data_dir, worker.job_id)
-            reason = spawn.exit_reason(code, log_file, self._settings)
-            finish_job(self._repo, worker.job_id, JOB_FAILED, reason)
+            end = self.launcher.ended(worker.job_id, worker.run)
+            if end.retry and self._retry(job, end):
+                return  # runs again, from its checkpoints
+            finish_job(self._repo, worker.job_id, JOB_FAILED, self._failed_reason(job, end))
         remove_checkpoints(self._settings.data_dir, worker.job_id)  # the job is over
+
+    def _retry(self, job: JobRecord, end: RunEnd) -> bool:
+        """Re-queue a job whose run was lost, while it has attempts left."""
+        limit = self._settings.job_max_attempts
+        if job.attempts >= limit:
+            return False
+        requeued = self._repo.requeue_job(job.id, self._leases.replica, job.attempts)
+        if requeued is None:
+            return True  # finished or taken meanwhile: not ours to fail
+        message = f"re-queued: {end.reason} (attempt {job.attempts} of {limit})"
+        log.warning("job %s: %s", job.id, message)
+        self._repo.add_event(JobEvent(job.id, 0, JOB_QUEUED, "retry", job.percent, message))
+        self._wake.set()
+        return True
+
+    def _failed_reason(self, job: JobRecord, end: RunEnd) -> str:
+        if not end.retry:
+            return end.reason
+        limit = self._settings.job_max_attempts
+        return f"{end.reason}; after {job.attempts} attempt(s) (PARETO_JOB_MAX_ATTEMPTS={limit})"
 
     def _terminate_all(self, grace: float) -> None:
         """Server shutdown: SIGTERM every worker, SIGKILL what is left after `grace`."""
         workers = [*self._workers.values(), *self._leases.fenced]
         for worker in workers:
-            spawn.signal_group(worker.process, signal.SIGTERM)
+            self.launcher.signal(worker.run, signal.SIGTERM)
         deadline = time.monotonic() + grace
         for worker in workers:
             try:
-                worker.process.wait(max(0.0, deadline - time.monotonic()))
+                worker.run.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                spawn.signal_group(worker.process, signal.SIGKILL)
-                worker.process.wait()
+                self.launcher.signal(worker.run, signal.SIGKILL)
+                worker.run.wait()
         self._workers.clear()
         self._leases.fenced.clear()
 

@@ -17,9 +17,11 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from pydantic import SecretStr
 
+from service.jobs.runs import RunHandle
 from service.settings import Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -34,6 +36,9 @@ SHARED_SETTINGS = (
     "database_url",  # the worker writes its job's progress to the server's metadata store
     "helper_memory_bytes",  # its memory probes are bounded like the server's
     "max_helper_processes",
+    "ray_address",  # a search on Ray runs its trials as Ray tasks
+    "job_memory_limit_bytes",  # ... each with the resources of a job
+    "job_max_attempts",  # ... and as many runs
 )
 TAIL_LINES = 8
 TAIL_CHARS = 1500
@@ -50,34 +55,50 @@ def scratch_path(data_dir: Path, job_id: str, attempt: int) -> Path:
     return Path(data_dir) / "tmp" / f"{job_id}-run{attempt}"
 
 
+def shared_settings(settings: Settings) -> dict[str, Any]:
+    """SHARED_SETTINGS as plain values (secrets revealed): `Settings(**them)` in a process
+    that does not inherit the server's environment (a Ray worker) agrees with the server."""
+    values = {name: getattr(settings, name) for name in SHARED_SETTINGS}
+    return {k: v.get_secret_value() if isinstance(v, SecretStr) else v for k, v in values.items()}
+
+
+def thread_env(settings: Settings) -> dict[str, str]:
+    """Pins the math libraries' thread pools of a job's process to PARETO_JOB_THREADS."""
+    return {var: str(settings.job_threads) for var in THREAD_ENV}
+
+
 def worker_env(settings: Settings) -> dict[str, str]:
     env = dict(os.environ)
     paths = [str(PROJECT_ROOT), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
-    for name in SHARED_SETTINGS:
-        value = getattr(settings, name)
-        if isinstance(value, SecretStr):
-            env[f"PARETO_{name.upper()}"] = value.get_secret_value()
-        elif isinstance(value, dict):
+    for name, value in shared_settings(settings).items():
+        if isinstance(value, dict):
             env[f"PARETO_{name.upper()}"] = json.dumps(value)
         else:
             env[f"PARETO_{name.upper()}"] = (
                 str(value).lower() if isinstance(value, bool) else str(value)
             )
-    for var in THREAD_ENV:
-        env[var] = str(settings.job_threads)
-    return env
+    return env | thread_env(settings)
 
 
 def spawn_worker(job_id: str, settings: Settings) -> subprocess.Popen:
     """Start the worker for `job_id`; OSError if it cannot be started."""
+    return spawn_module("service.worker", job_id, settings, settings.job_memory_limit_bytes)
+
+
+def spawn_module(
+    module: str, job_id: str, settings: Settings, memory_limit: int | None
+) -> subprocess.Popen:
+    """Run `python -m MODULE --data-dir D --job-id ID --parent-pid P` as a job's process:
+    its own process group, the shared settings, output to the job's log, its address space
+    limited to `memory_limit` (None: no limit). OSError if it cannot be started."""
     data_dir = Path(settings.data_dir).resolve()
     path = log_path(data_dir, job_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     command = [
         sys.executable,
         "-m",
-        "service.worker",
+        module,
         "--data-dir",
         str(data_dir),
         "--job-id",
@@ -94,13 +115,13 @@ def spawn_worker(job_id: str, settings: Settings) -> subprocess.Popen:
             env=worker_env(settings),
             process_group=0,
         )
-    limit = settings.job_memory_limit_bytes
-    with contextlib.suppress(ProcessLookupError):  # already gone: its exit status says why
-        resource.prlimit(process.pid, resource.RLIMIT_AS, (limit, limit))
+    if memory_limit is not None:
+        with contextlib.suppress(ProcessLookupError):  # already gone: its exit status says why
+            resource.prlimit(process.pid, resource.RLIMIT_AS, (memory_limit, memory_limit))
     return process
 
 
-def signal_group(process: subprocess.Popen, sig: signal.Signals) -> None:
+def signal_group(process: RunHandle, sig: signal.Signals) -> None:
     """Send `sig` to the worker and everything it started (its process group)."""
     if process.returncode is not None:
         return
@@ -111,7 +132,7 @@ def signal_group(process: subprocess.Popen, sig: signal.Signals) -> None:
 def exit_reason(returncode: int, log: Path, settings: Settings) -> str:
     """Why a worker that did not finish its job exited, for the job's FAILED reason."""
     if returncode < 0:
-        name = _signal_name(-returncode)
+        name = signal_name(-returncode)
         if -returncode == signal.SIGKILL:
             limit = settings.job_memory_limit_bytes
             return f"worker killed by {name} (out of memory? PARETO_JOB_MEMORY_LIMIT_BYTES={limit})"
@@ -132,7 +153,7 @@ def log_tail(path: Path) -> str:
     return " | ".join(lines[-TAIL_LINES:])[-TAIL_CHARS:]
 
 
-def _signal_name(number: int) -> str:
+def signal_name(number: int) -> str:
     try:
         return signal.Signals(number).name
     except ValueError:

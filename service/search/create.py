@@ -11,7 +11,7 @@ outputs class scores, else a minimum mean cosine to the parent's outputs.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from compressors import registry
@@ -197,10 +197,17 @@ def _why_not(name: str, info: JobInfo, ctx: space.SpaceContext) -> str | None:
     return None
 
 
-def create_search_job(repo: Repository, request: JobRequest, max_queued: int = 0) -> JobRecord:
-    """Validate, then store the spec and the QUEUED job (the spec first: a worker that
-    claims the job must find it). `max_queued` as for `create_job`."""
+def create_search_job(
+    repo: Repository,
+    request: JobRequest,
+    max_queued: int = 0,
+    admit: Callable[[], None] = lambda: None,
+) -> JobRecord:
+    """Validate, `admit` (raises when no job could start now), then store the spec and the
+    QUEUED job (the spec first: a worker that claims the job must find it). `max_queued`
+    as for `create_job`."""
     job, spec = validate_search_job(repo, request)
+    admit()
     repo.add_search(job.id, spec)
     try:
         return repo.create_job(job, max_queued)

@@ -1,4 +1,8 @@
-"""The function Optuna calls for each trial: sample a recipe, run it, return its objectives.
+"""A trial's life in the Optuna study: asked (a recipe sampled), maybe settled at once
+without running (free), told how its run ended (service/search/outcome.py).
+
+Only the search's worker talks to the study (ask and tell, service/search/loop.py), so a
+study has one writer however many trials run at once and wherever they run.
 
 Everything a trial learns is kept on it (user attrs): the job that ran it, its recipe, the
 measurements of the variant and of the parent in the same run, objectives, constraints,
@@ -19,20 +23,24 @@ Outcomes other than a measured variant:
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
-from pareto_core.errors import Cancelled, ParetoError
 from service.search import space
-from service.search.trial import NotApplicable, Pruned, TrialInputs, chain_keys, run_trial
+from service.search.outcome import (
+    CANCELLED,
+    COMPLETE,
+    INAPPLICABLE,
+    PRUNED,
+    TrialResult,
+    TrialTask,
+)
+from service.search.trial import TrialInputs, chain_keys
 
-log = logging.getLogger(__name__)
-
-INAPPLICABLE = "inapplicable"  # study attr: prefix key -> (failures, last reason)
+INAPPLICABLE_ATTR = "inapplicable"  # study attr: prefix key -> (failures, last reason)
 APPLICABLE = "applicable"  # study attr: prefix keys that ran through at least once
 BLOCK_AFTER = 2  # FAILED_PRECONDITIONs of a prefix that never worked before it is skipped
 REUSED = (
@@ -60,8 +68,18 @@ def prefix_keys(steps: list[dict[str, Any]]) -> list[str]:
     return keys
 
 
-class TrialError(Exception):
-    """A trial failed (its message says why); the search goes on."""
+@dataclass(frozen=True)
+class Asked:
+    """A trial the study handed out, with the recipe sampled for it."""
+
+    trial: optuna.Trial
+    chain: str
+    task: TrialTask
+    key: str  # the recipe's content address: the last step's cache key
+
+    @property
+    def number(self) -> int:
+        return int(self.trial.number)
 
 
 class Objective:
@@ -71,46 +89,76 @@ class Objective:
         job_id: str,
         options: list[str],
         ctx: space.SpaceContext,
-        on_start: Callable[[int, str], None],
     ) -> None:
         self.inputs = inputs
         self.job_id = job_id
         self.options = options
         self.ctx = ctx
-        self.on_start = on_start
 
-    def __call__(self, trial: optuna.Trial) -> list[float]:
-        if self.inputs.is_cancelled():
-            trial.set_user_attr("interrupted", True)
-            raise Cancelled("search cancelled")
+    def ask(self, study: optuna.Study) -> Asked:
+        """A new trial (an enqueued first guess first) with its recipe sampled and kept."""
+        trial = study.ask()
         trial.set_user_attr("job_id", self.job_id)
         chain, steps = space.sample_steps(trial, self.options, self.ctx)
         name = f"trial-{trial.number} {chain}"
         for key, value in {"chain": chain, "steps": steps, "name": name}.items():
             trial.set_user_attr(key, value)
-        self.on_start(trial.number, chain)
-        self._skip_inapplicable(trial, steps)
         key = chain_keys(self.inputs, steps)[-1]
         trial.set_user_attr("chain_key", key)
-        outcome = self._reused(trial, key) or self._run(trial, name, steps)
-        for k, v in outcome.items():
-            trial.set_user_attr(k, v)
-        for k, v in outcome["constraints"].items():
-            trial.set_constraint(k, v)
-        objectives = outcome["objectives"]
-        return [objectives["quality"], *(objectives[o] for o in self.inputs.spec["objectives"])]
+        return Asked(trial, chain, TrialTask(trial.number, name, steps), key)
 
-    def _skip_inapplicable(self, trial: optuna.Trial, steps: list[dict[str, Any]]) -> None:
+    def settle_free(self, asked: Asked) -> TrialResult | None:
+        """The result of a trial that need not run (a chain known not to apply, a recipe
+        measured before), else None."""
+        skipped = self._inapplicable(asked.trial, asked.task.steps)
+        if skipped is not None:
+            return TrialResult(PRUNED, {"free": True}, f"skipped: {skipped}")
+        return self._reused(asked.trial, asked.key)
+
+    def tell(self, study: optuna.Study, asked: Asked, result: TrialResult) -> FrozenTrial:
+        """Keep what the trial learned on it and tell the study how it ended."""
+        trial, steps = asked.trial, asked.task.steps
+        if result.worker:
+            trial.set_user_attr("worker", result.worker)
+        free = bool(result.outcome.get("free"))
+        if result.kind == COMPLETE:
+            if not free:
+                self._note_applicable(trial, steps)
+            for k, v in result.outcome.items():
+                trial.set_user_attr(k, v)
+            for k, v in result.outcome["constraints"].items():
+                trial.set_constraint(k, v)
+            objectives = result.outcome["objectives"]
+            values = [
+                objectives["quality"],
+                *(objectives[o] for o in self.inputs.spec["objectives"]),
+            ]
+            return study.tell(trial, values)
+        if result.kind == PRUNED:
+            if free:
+                trial.set_user_attr("free", True)
+            else:
+                self._note_applicable(trial, steps)
+            trial.set_user_attr("message", result.message)
+            return study.tell(trial, state=TrialState.PRUNED)
+        if result.kind == INAPPLICABLE:
+            self._note_inapplicable(trial, steps, result)
+            trial.set_user_attr("message", result.message)
+        elif result.kind == CANCELLED:
+            trial.set_user_attr("interrupted", True)
+        else:
+            trial.set_user_attr("message", f"failed: {result.message}")
+        return study.tell(trial, state=TrialState.FAIL)
+
+    def _inapplicable(self, trial: optuna.Trial, steps: list[dict[str, Any]]) -> str | None:
         attrs = trial.study.user_attrs
         worked = set(attrs.get(APPLICABLE, []))
-        failures = attrs.get(INAPPLICABLE, {})
+        failures = attrs.get(INAPPLICABLE_ATTR, {})
         for key in prefix_keys(steps):
             count, reason = failures.get(key, (0, ""))
             if count >= BLOCK_AFTER and key not in worked:
-                message = f"skipped: {reason}"
-                trial.set_user_attr("message", message)
-                trial.set_user_attr("free", True)
-                raise optuna.TrialPruned(message)
+                return str(reason)
+        return None
 
     def _note_applicable(self, trial: optuna.Trial, steps: list[dict[str, Any]]) -> None:
         """Every prefix of a chain that ran through is applicable, whatever failed before."""
@@ -120,15 +168,15 @@ class Objective:
             trial.study.set_user_attr(APPLICABLE, sorted(known | keys))
 
     def _note_inapplicable(
-        self, trial: optuna.Trial, steps: list[dict[str, Any]], exc: NotApplicable
+        self, trial: optuna.Trial, steps: list[dict[str, Any]], result: TrialResult
     ) -> None:
-        key = prefix_keys(steps)[exc.step]
-        failures = dict(trial.study.user_attrs.get(INAPPLICABLE, {}))
+        key = prefix_keys(steps)[result.step]
+        failures = dict(trial.study.user_attrs.get(INAPPLICABLE_ATTR, {}))
         count = failures.get(key, (0, ""))[0]
-        failures[key] = (count + 1, str(exc))
-        trial.study.set_user_attr(INAPPLICABLE, failures)
+        failures[key] = (count + 1, result.message)
+        trial.study.set_user_attr(INAPPLICABLE_ATTR, failures)
 
-    def _reused(self, trial: optuna.Trial, key: str) -> dict[str, Any] | None:
+    def _reused(self, trial: optuna.Trial, key: str) -> TrialResult | None:
         """The outcome of an earlier complete trial with the very same recipe."""
         for earlier in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             attrs = earlier.user_attrs
@@ -138,28 +186,5 @@ class Objective:
                 outcome["free"] = True
                 outcome["message"] = f"same recipe as trial {earlier.number}: measurement reused"
                 outcome["seconds"] = 0.0
-                return outcome
+                return TrialResult(COMPLETE, outcome)
         return None
-
-    def _run(self, trial: optuna.Trial, name: str, steps: list[dict[str, Any]]) -> dict[str, Any]:
-        try:
-            outcome = run_trial(self.inputs, name, steps)
-        except Cancelled:
-            trial.set_user_attr("interrupted", True)
-            raise
-        except Pruned as exc:
-            self._note_applicable(trial, steps)
-            trial.set_user_attr("message", str(exc))
-            raise optuna.TrialPruned(str(exc)) from None
-        except NotApplicable as exc:
-            self._note_inapplicable(trial, steps, exc)
-            trial.set_user_attr("message", str(exc))
-            raise TrialError(str(exc)) from None
-        except Exception as exc:  # a failing trial never takes the search down
-            why = str(exc) if isinstance(exc, ParetoError) else f"{type(exc).__name__}: {exc}"
-            if not isinstance(exc, ParetoError):
-                log.exception("trial %s failed", trial.number)
-            trial.set_user_attr("message", f"failed: {why}")
-            raise TrialError(why) from None
-        self._note_applicable(trial, steps)
-        return outcome

@@ -19,7 +19,7 @@ from service.store.interfaces import Repository
 from service.store.records import JOB_QUEUED, JOB_RUNNING, JobRecord
 
 # What a resumed search may change; everything else is the resumed search's.
-RESUMABLE = ("n_trials", "timeout_s", "sampler", "seed", "resume_from")
+RESUMABLE = ("n_trials", "timeout_s", "sampler", "seed", "resume_from", "parallelism")
 
 
 def resumed_search(
@@ -44,7 +44,8 @@ def resumed_search(
         raise InvalidArgument(
             f"search.resume_from: a resumed search keeps the objectives, constraints, "
             f"techniques, datasets and evaluation of {earlier_id!r}; only n_trials, "
-            f"timeout_s, sampler and seed may be given (got {changed or 'datasets/budget'})"
+            f"timeout_s, sampler, seed and parallelism may be given "
+            f"(got {changed or 'datasets/budget'})"
         )
     _check_not_running(repo, earlier.model, stored.spec["study"])
     n_trials, timeout_s = checks.check_budget(raw.get("n_trials"), raw.get("timeout_s"))

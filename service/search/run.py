@@ -1,10 +1,12 @@
 """What a search job's worker does: run trials in the study, then keep the frontier.
 
-The job's trial budget is `n_trials` trials run by this job (a restarted worker counts
-those an earlier attempt finished; a repeat of a measured recipe, or a chain known not to
-apply, is free) and `timeout_s` of their time; the worker also stops well before
-PARETO_JOB_TIMEOUT_S so the frontier can be stored. After every trial the
-result (all trials of the study, the frontier so far) is written beside the job, so
+Trials run `search.parallelism` at a time (service/search/loop.py): in this worker, in
+trial processes beside it, or as Ray tasks (service/search/executors.py); only this worker
+asks and tells the study. The job's trial budget is `n_trials` trials run by this job (a
+restarted worker counts those an earlier attempt finished; a repeat of a measured recipe,
+or a chain known not to apply, is free) and `timeout_s` of their time; the worker also
+stops well before PARETO_JOB_TIMEOUT_S so the frontier can be stored. After every trial
+the result (all trials of the study, the frontier so far) is written beside the job, so
 GetSearch shows the search as it goes. At the end the frontier trials without a variant are
 stored as variants; the job SUCCEEDS with a recommended variant, or FAILS saying that no
 trial met the limits and which came closest (its result stays readable).
@@ -12,29 +14,28 @@ trial met the limits and which came closest (its result stays readable).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pareto_core.errors import Cancelled, FailedPrecondition, ParetoError
 from service.jobs.events import JobProgress, finish_job
-from service.jobs.job_inputs import job_evaluation_settings, load_job_inputs, parent_artifact
-from service.jobs.spawn import scratch_path
+from service.jobs.spawn import scratch_path, shared_settings
 from service.search import space
 from service.search.result import build_result, trial_line
-from service.search.spec import uses_memory
-from service.search.step_cache import StepCache
+from service.search.spec import parallelism, uses_memory
 from service.search.trial import TrialInputs
 from service.search.variants import store_frontier, stored_variants
 from service.settings import Settings
 from service.store.blobs import BlobStore
 from service.store.interfaces import Repository
 from service.store.records import JOB_FAILED, JOB_RUNNING, JOB_SUCCEEDED, JobRecord
+
+if TYPE_CHECKING:
+    from service.search.executors import TrialExecutor
 
 log = logging.getLogger(__name__)
 
@@ -72,17 +73,19 @@ class SearchRun:
         scratch.mkdir(parents=True)
         result: dict[str, Any] | None = None
         problems: list[str] = []
+        trials = self._trials()  # trial processes start now, beside the set-up below
         try:
-            inputs = self._inputs(scratch)
+            self.inputs = self._inputs(scratch)
             study = self._study()
-            self._optimize(study, inputs)
-            result, problems = self._conclude(study, inputs)
+            self._optimize(study, self.inputs, trials)
+            result, problems = self._conclude(study, self.inputs)
         except Cancelled:
             log.info("search %s stopped: cancelled or server stopping", self.job.id)
             return
         except ParetoError as exc:
             problems.append(str(exc))
         finally:
+            trials.close()
             shutil.rmtree(scratch, ignore_errors=True)
         self._finish(result, problems)
 
@@ -90,39 +93,25 @@ class SearchRun:
 
     def _inputs(self, scratch: Path) -> TrialInputs:
         from compressors.measure.evaluate import check_measurable
+        from service.search.inputs import search_inputs
 
-        parent, datasets, parent_sha256 = load_job_inputs(self.repo, self.blobs, self.job)
-        settings = job_evaluation_settings(
+        inputs = search_inputs(
             self.repo,
             self.blobs,
             self.job,
+            self.spec,
             self.settings,
-            (parent, parent_sha256),
+            scratch,
             self.is_cancelled,
-            measure_memory=uses_memory(self.spec),
+            self._step_progress,
         )
         try:
-            check_measurable(parent, settings)
+            check_measurable(inputs.parent, inputs.settings)
         except ParetoError as exc:
             raise FailedPrecondition(
-                f"the parent cannot be measured on {settings.runtime}: {exc}"
+                f"the parent cannot be measured on {inputs.settings.runtime}: {exc}"
             ) from exc
-        shas = {r: self.repo.get_dataset(n).sha256 for r, n in self.job.datasets.items()}
-        return TrialInputs(
-            parent=parent,
-            parent_key=parent_sha256,
-            datasets=datasets,
-            datasets_key=hashlib.sha256(json.dumps(shas, sort_keys=True).encode()).hexdigest(),
-            settings=settings,
-            budget=dict(self.job.quality_budget),
-            spec=self.spec,
-            cache=StepCache(self.blobs.root / "search-cache"),
-            work_dir=scratch,
-            threads=self.settings.job_threads,
-            is_cancelled=self.is_cancelled,
-            progress=self._step_progress,
-            models=lambda name: parent_artifact(self.blobs, self.repo.get_model(name, 0)),
-        )
+        return inputs
 
     def _study(self) -> Any:
         from service.search import study as studies
@@ -133,6 +122,7 @@ class SearchRun:
         sampler = studies.make_sampler(self.spec, existing)
         study = studies.open_study(self.storage, self.spec, sampler)
         studies.fail_stale_trials(self.storage, study)
+        self.study = study
         return study
 
     # -- trials ----------------------------------------------------------------------------
@@ -147,8 +137,20 @@ class SearchRun:
         """Finished trials of this job that ran something (not interrupted, not free)."""
         return [r for r in records if r.get("job_id") == self.job.id and _counts(r)]
 
-    def _optimize(self, study: Any, inputs: TrialInputs) -> None:
-        from service.search.objective import Objective, TrialError
+    def _trials(self) -> TrialExecutor:
+        from service.search.executors import make_executor
+
+        return make_executor(
+            lambda: self.inputs,
+            self._trial_context(),
+            parallelism(self.spec),
+            bool(self.settings.ray_address),
+            self._trial_progress,
+        )
+
+    def _optimize(self, study: Any, inputs: TrialInputs, trials: TrialExecutor) -> None:
+        from service.search.loop import Budget, TrialLoop
+        from service.search.objective import Objective
 
         records = self._records(study)
         mine = self._mine(records)
@@ -167,17 +169,23 @@ class SearchRun:
         if not records:  # a fresh study starts from each technique's first guess
             for params in space.first_guesses(options, int(self.spec["n_trials"])):
                 study.enqueue_trial(params, skip_if_exists=True)
-        objective = Objective(inputs, self.job.id, options, ctx, self._on_start)
-        study.optimize(
-            objective,
-            n_trials=max(remaining, cap),
-            timeout=timeout,
-            catch=(TrialError,),
-            callbacks=[self._after_trial],
-            gc_after_trial=False,
+        objective = Objective(inputs, self.job.id, options, ctx)
+        loop = TrialLoop(
+            study, objective, trials, self.is_cancelled, self._on_start, self._after_trial
         )
+        try:
+            loop.run(Budget(remaining, max(remaining, cap), timeout))
+        finally:
+            trials.close()  # no trial process waits idle through the final measurement
         if self.is_cancelled():  # stopped between trials: the job resumes (or was cancelled)
             raise Cancelled("search stopped between trials")
+
+    def _trial_context(self) -> Any:
+        from service.search.trial_process import TrialContext
+
+        data_dir = str(self.blobs.root.resolve())
+        values = shared_settings(self.settings)
+        return TrialContext(data_dir, self.job.id, self.job.attempts, values)
 
     def _time_left(self, mine: list[dict[str, Any]]) -> float:
         cap = self.settings.job_timeout_s * JOB_TIMEOUT_SHARE - (time.monotonic() - self.started)
@@ -194,27 +202,32 @@ class SearchRun:
             done = max(done, (time.monotonic() - self.started) / limit)
         return TRIALS_SHARE * min(1.0, done)
 
-    def _on_start(self, number: int, chain: str) -> None:
+    def _on_start(self, asked: Any) -> None:
         n = int(self.spec["n_trials"])
-        message = f"trial {self.done + 1}/{n} (#{number}): {chain}"
-        self.progress.emit(f"trial {number}", self._percent(), message, force=True)
+        message = f"trial {self.done + 1}/{n} (#{asked.number}): {asked.chain}"
+        self.progress.emit(f"trial {asked.number}", self._percent(), message, force=True)
 
     def _step_progress(self, fraction: float, message: str, metrics: dict[str, float]) -> None:
         self.progress.emit("trial", self._percent(), message, metrics)
 
-    def _after_trial(self, study: Any, frozen: Any) -> None:
+    def _trial_progress(self, number: int, message: str, metrics: dict[str, float]) -> None:
+        """What a trial running in a process beside this worker says."""
+        self.progress.emit(f"trial {number}", self._percent(), message, metrics)
+
+    def _after_trial(self, frozen: Any) -> bool:
+        """Report a finished trial and store the result so far; whether it counts."""
         from service.search.study import trial_record
 
         record = trial_record(frozen)
-        self.done += _counts(record)
+        counts = _counts(record)
+        self.done += counts
         text = trial_line(record, self.spec)
         metrics = {k: float(v) for k, v in record.get("objectives", {}).items()}
         self.progress.emit(f"trial {record['number']}", self._percent(), text, metrics, force=True)
-        records = self._records(study)
+        records = self._records(self.study)
         result = build_result(records, self.spec, self.job.quality_budget, self.variants)
         self.repo.put_search_result(self.job.id, result)
-        if self.is_cancelled() or self.done >= int(self.spec["n_trials"]):
-            study.stop()
+        return counts
 
     # -- the end ---------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ DEFAULT_TRIALS = 20
 MAX_TRIALS = 1000
 DEFAULT_MAX_QUALITY_DROP = 0.01
 DEFAULT_MAX_STEPS = 2
+MAX_PARALLELISM = 64
 MAX_BATCH_SIZE = 4096
 CONSTRAINT_FIELDS = ("max_quality_drop", "max_latency_ms", "max_size_bytes", "max_memory_bytes")
 FIELDS = (
@@ -35,6 +36,7 @@ FIELDS = (
     "seed",
     "max_steps",
     "resume_from",
+    "parallelism",
 )
 
 
@@ -106,7 +108,7 @@ def check_budget(n_trials: Any, timeout_s: Any) -> tuple[int, float]:
 
 
 def check_options(spec: Mapping[str, Any]) -> dict[str, Any]:
-    """sampler, seed, max_steps with defaults."""
+    """sampler, seed, max_steps, parallelism with defaults."""
     sampler = str(spec.get("sampler") or "tpe").lower()
     if sampler not in SAMPLER_NAMES:
         raise InvalidArgument(
@@ -118,7 +120,18 @@ def check_options(spec: Mapping[str, Any]) -> dict[str, Any]:
     max_steps = _integer(spec.get("max_steps") or DEFAULT_MAX_STEPS, "search.max_steps")
     if max_steps not in (1, 2):
         raise InvalidArgument(f"search.max_steps must be 1 or 2, got {max_steps}")
-    return {"sampler": sampler, "seed": seed, "max_steps": max_steps}
+    parallelism = _integer(spec.get("parallelism") or 1, "search.parallelism")
+    if not 1 <= parallelism <= MAX_PARALLELISM:
+        raise InvalidArgument(
+            f"search.parallelism must be in 1..{MAX_PARALLELISM} (trials at once), "
+            f"got {parallelism}"
+        )
+    return {
+        "sampler": sampler,
+        "seed": seed,
+        "max_steps": max_steps,
+        "parallelism": parallelism,
+    }
 
 
 def check_batch_size(value: Any, evaluation_batches: Sequence[int]) -> int:
@@ -138,6 +151,11 @@ def uses_memory(spec: Mapping[str, Any]) -> bool:
     """Memory is measured in trials only when the search is asked about it (a fresh child
     process per model and trial is the dearest measurement)."""
     return "memory" in spec["objectives"] or "max_memory_bytes" in spec["constraints"]
+
+
+def parallelism(spec: Mapping[str, Any]) -> int:
+    """Trials run at once (1 for specs stored before the field existed)."""
+    return int(spec.get("parallelism") or 1)
 
 
 def latency_percentile(spec: Mapping[str, Any]) -> str:

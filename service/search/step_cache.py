@@ -12,8 +12,9 @@ Layout under `root` (``<data dir>/search-cache``):
     tmp/                entries being written (garbage after a crash; removed on start)
 
 An entry appears only through the atomic rename of a finished directory, so a reader sees
-all of it or nothing. The cache is bounded (least recently used entries are evicted past
-`max_bytes`) and safe to delete at any time.
+all of it or nothing; trials running at once (in processes, on Ray nodes sharing the data
+dir) read, add and evict entries concurrently. The cache is bounded (least recently used
+entries are evicted past `max_bytes`) and safe to delete at any time.
 """
 
 from __future__ import annotations
@@ -78,9 +79,12 @@ class StepCache:
         except (OSError, ValueError):
             return None
         path = entry / data["file"]
+        try:
+            os.utime(entry)  # recently used: evicted last
+        except OSError:  # evicted by another process meanwhile
+            return None
         if not path.is_file():
             return None
-        os.utime(entry)  # recently used: evicted last
         return Artifact(path, data["format"], _signature_from_data(data["signature"])), data[
             "report"
         ]
@@ -122,8 +126,11 @@ class StepCache:
         for entry in self.root.iterdir():
             if entry == self._tmp or not entry.is_dir():
                 continue
-            size = sum(f.stat().st_size for f in entry.iterdir() if f.is_file())
-            entries.append((entry.stat().st_mtime, size, entry))
+            try:
+                size = sum(f.stat().st_size for f in entry.iterdir() if f.is_file())
+                entries.append((entry.stat().st_mtime, size, entry))
+            except OSError:  # another process evicted it meanwhile
+                continue
         total = sum(size for _, size, _ in entries)
         for _, size, entry in sorted(entries):
             if total <= self.max_bytes:

@@ -99,6 +99,11 @@ class JobRepository(abc.ABC):
         """Renew the leases of those `job_ids` still RUNNING for `owner`; returns them."""
 
     @abc.abstractmethod
+    def requeue_job(self, job_id: str, owner: str, attempt: int) -> JobRecord | None:
+        """RUNNING for `owner` in run `attempt` -> QUEUED (a lost run of a job that has
+        attempts left); None when the job is no longer in that run."""
+
+    @abc.abstractmethod
     def requeue_expired_jobs(self, max_attempts: int, lease_s: float) -> list[JobRecord]:
         """RUNNING jobs whose lease is older than `lease_s` go back to QUEUED, or FAILED
         once they used max_attempts. Returns the jobs it changed."""

@@ -82,6 +82,22 @@ class SqlJobLeases(JobRepository):
                 c.execute("UPDATE jobs SET heartbeat_at = ? WHERE id = ?", (at, job_id))
         return set(mine)
 
+    def requeue_job(self, job_id: str, owner: str, attempt: int) -> JobRecord | None:
+        """Job `job_id`, RUNNING for `owner` in run `attempt`, back to QUEUED; None when it
+        is no longer that (finished, cancelled, or re-queued by another replica)."""
+        with self._tx(serialized=False) as c:
+            row = c.execute(
+                f"SELECT {COLUMNS} FROM jobs WHERE id = ?{self._row_lock}", (job_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            job = row_to_job(row)
+            if (job.state, job.owner, job.attempts) != (JOB_RUNNING, owner, attempt):
+                return None
+            job = replace(job, state=JOB_QUEUED)
+            write_job(c, job)
+        return job
+
     def requeue_expired_jobs(self, max_attempts: int, lease_s: float) -> list[JobRecord]:
         """RUNNING jobs whose lease is older than `lease_s` go back to QUEUED, or FAILED
         once they used `max_attempts` runs. Returns the jobs it changed (`owner` is still

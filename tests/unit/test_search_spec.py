@@ -20,7 +20,13 @@ def test_defaults():
     assert checks.check_objectives([]) == ["latency_p50", "size"]
     assert checks.check_budget(0, 0) == (checks.DEFAULT_TRIALS, 0.0)
     assert checks.check_budget(0, 60) == (checks.MAX_TRIALS, 60.0)  # until the time is up
-    assert checks.check_options({}) == {"sampler": "tpe", "seed": 0, "max_steps": 2}
+    assert checks.check_options({}) == {
+        "sampler": "tpe",
+        "seed": 0,
+        "max_steps": 2,
+        "parallelism": 1,
+    }
+    assert checks.parallelism({"n_trials": 3}) == 1  # a spec stored before the field
     assert checks.check_batch_size(0, [8, 64]) == 8
     assert checks.check_constraints({"max_size_bytes": 2e4}) == {"max_size_bytes": 20000}
 
@@ -44,6 +50,9 @@ def test_defaults():
         (lambda: checks.check_options({"sampler": "grid"}), "search.sampler"),
         (lambda: checks.check_options({"max_steps": 3}), "search.max_steps"),
         (lambda: checks.check_options({"seed": -1}), "search.seed"),
+        (lambda: checks.check_options({"parallelism": 65}), "search.parallelism"),
+        (lambda: checks.check_options({"parallelism": -2}), "search.parallelism"),
+        (lambda: checks.check_options({"parallelism": 1.5}), "search.parallelism"),
         (lambda: checks.check_batch_size(5000, [1]), "search.batch_size"),
         (lambda: checks.check_fields({"objective": []}), "search: unknown fields"),
     ],
