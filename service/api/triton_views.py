@@ -37,8 +37,22 @@ def model_config(name: str, servable: Servable, runtime: str, config: ServingCon
         message.dynamic_batching.default_queue_policy.max_queue_size = (
             config.batching.max_queue_size
         )
+    if servable.signature.text is not None:
+        _prepend_text(message, servable.signature.text.name, batching=message.max_batch_size > 0)
     message.parameters["pareto_sha256"].string_value = servable.sha256
     return message
+
+
+def _prepend_text(message: Any, name: str, batching: bool) -> None:
+    """List the gateway's text input first, as model metadata does: one string per row
+    (TYPE_STRING, dims [1] reshaped to [] when batching, else [-1]). Only the served view
+    has it; an exported Triton model does not tokenize, so `build_config` leaves it out."""
+    inputs = list(message.input)
+    del message.input[:]
+    text = message.input.add(name=name, data_type="TYPE_STRING", dims=[1] if batching else [-1])
+    if batching:
+        text.reshape.SetInParent()
+    message.input.extend(inputs)
 
 
 def model_statistics(name: str, version: str, stats: ModelStats) -> pb.ModelStatistics:

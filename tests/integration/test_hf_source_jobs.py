@@ -1,9 +1,10 @@
 """Training techniques on a transformer through its torch source, with a real server and
 real worker processes: MiniLM uploaded as a Hugging Face folder, distilled by
 distill.knowledge into a student keeping half its layers (built from the folder with
-transformers, not onnx2torch, which cannot convert MiniLM), pruned by prune.gradual and by
-prune.structured (feed-forward channels) and by prune.transformer (heads and neurons);
-each export is checked against torch, and the variants serve text as the parent does."""
+transformers, not onnx2torch, which cannot convert MiniLM), pruned by prune.gradual, by
+prune.structured (feed-forward channels) and by prune.transformer (heads and neurons), and
+trained by quantize.qat; each export is checked against torch, and the variants serve text
+as the parent does."""
 
 from __future__ import annotations
 
@@ -89,6 +90,7 @@ def test_distill_and_prune_from_the_torch_source(
             lr=1e-5,
         )
         structured = step("prune.structured", ratio=0.25)
+        qat = step("quantize.qat", epochs=1, batch_size=8, holdout_fraction=0.25)
         heads = step(
             "prune.transformer", head_ratio=0.5, ffn_ratio=0.25, recovery_steps=3, batch_size=8
         )
@@ -98,6 +100,7 @@ def test_distill_and_prune_from_the_torch_source(
             jobs_pb2.Recipe(name="pruned", steps=[prune]),
             jobs_pb2.Recipe(name="structured", steps=[structured]),
             jobs_pb2.Recipe(name="heads", steps=[heads]),
+            jobs_pb2.Recipe(name="qat", steps=[qat]),
             model="minilm",
             datasets={"training": "labelled", "evaluation": "held-out"},
             quality_budget=KEEP,
@@ -133,3 +136,8 @@ def test_distill_and_prune_from_the_torch_source(
     assert report4["params_after"] < report4["params_before"]
     assert report4["export_max_abs_diff"] < 1e-3
     assert text_embeddings(address, "minilm", variant4.id).shape == (2, 384)
+
+    variant5 = variants["qat"]
+    report5 = variant5.report["steps"][0]["report"]
+    assert report5["training"]["export_max_abs_diff"] < 1e-3  # built from the torch source
+    assert text_embeddings(address, "minilm", variant5.id).shape == (2, 384)

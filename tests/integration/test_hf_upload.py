@@ -15,6 +15,7 @@ import pytest
 import tritonclient.grpc as tc
 import tritonclient.http as th
 from click.testing import CliRunner
+from tritonclient.grpc import model_config_pb2 as mc
 from tritonclient.utils import InferenceServerException
 
 from pareto.v1 import common_pb2
@@ -80,6 +81,11 @@ def test_folder_upload_serves_text(
     try:
         meta = triton.get_model_metadata("minilm")
         assert (meta.inputs[0].name, meta.inputs[0].datatype) == ("text", "BYTES")
+        config = triton.get_model_config("minilm").config  # what Triton tools read
+        assert [(t.name, t.data_type) for t in config.input][:2] == [
+            ("text", mc.TYPE_STRING),
+            ("input_ids", mc.TYPE_INT64),
+        ]
         got = text_infer(triton, "minilm", SENTENCES)
         assert got.shape == reference.shape
         assert cosines(got, reference).min() >= 0.9999
