@@ -80,6 +80,7 @@ def compare(
         {
             "trial": t.number,
             "variant": v.id,
+            "sha256": v.sha256,
             "recipe": recipe_text(t.recipe),
             "standing": t.standing,
             "search_trial": {"objectives": dict(t.objectives), "seconds": t.seconds},
@@ -95,6 +96,7 @@ def compare(
             {
                 "label": v.recipe.name,
                 "variant": v.id,
+                "sha256": v.sha256,
                 "recipe": HAND_TEXT.get(v.recipe.name, recipe_text(v.recipe)),
                 "side_by_side": f,
                 "within_budget": within(f),

@@ -78,6 +78,12 @@ class WeightOnlyConfig(TechniqueConfig):
     def _options_need_their_algorithm(self) -> WeightOnlyConfig:
         if self.algorithm == "hqq" and self.symmetric:
             raise ValueError("symmetric applies to rtn and gptq (hqq fits its zero points)")
+        if self.algorithm == "hqq" and self.bits == 8:
+            # hqq's zero points are float; ORT's CPU MatMulNBits refuses them at 8 bits
+            raise ValueError(
+                "bits 8 needs algorithm rtn or gptq: hqq's float zero points run only at "
+                "4 bits (ONNX Runtime's CPU MatMulNBits)"
+            )
         gptq_only = {"calibration_samples": DEFAULT_SAMPLES, "damp": DEFAULT_DAMP}
         changed = [k for k, default in gptq_only.items() if getattr(self, k) != default]
         if self.algorithm != "gptq" and changed:

@@ -136,8 +136,13 @@ def _accuracy_aware(trial: TrialLike, ctx: SpaceContext) -> dict[str, Any]:
 
 def _weight_only(trial: TrialLike, ctx: SpaceContext) -> dict[str, Any]:
     bits = trial.suggest_categorical("quantize.weight_only.bits", [4, 8])
-    algorithms = ["rtn", "hqq"] + (["gptq"] if ROLE_CALIBRATION in ctx.roles else [])
-    algorithm = trial.suggest_categorical("quantize.weight_only.algorithm", algorithms)
+    gptq = ["gptq"] if ROLE_CALIBRATION in ctx.roles else []
+    if bits == 4:
+        algorithm = trial.suggest_categorical(
+            "quantize.weight_only.algorithm", ["rtn", "hqq", *gptq]
+        )
+    else:  # hqq has no 8-bit CPU kernel; its own parameter (fixed choices per name)
+        algorithm = trial.suggest_categorical("quantize.weight_only.algorithm_8bit", ["rtn", *gptq])
     block = trial.suggest_categorical("quantize.weight_only.block_size", [32, 64, 128])
     return {"bits": int(bits), "algorithm": algorithm, "block_size": int(block)}
 

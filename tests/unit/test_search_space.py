@@ -204,6 +204,7 @@ def test_opt_in_transformer_techniques_sample_valid_recipes(seed):
     no_calibration = space.space_context({"training": False}, 0)
     config = space.SAMPLERS["quantize.weight_only"](FakeTrial(seed), no_calibration)
     assert config["algorithm"] != "gptq"
+    registry.parse_config("quantize.weight_only", config)  # never hqq at 8 bits
     assert space.needs("prune.transformer", space.space_context({"evaluation": False}, 0))
     guesses = [g["chain"] for g in space.first_guesses(options, 100)]
     assert guesses == ["quantize.dynamic", "quantize.weight_only", "prune.transformer"]

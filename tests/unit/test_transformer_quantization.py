@@ -65,6 +65,7 @@ def static_minilm(minilm, texts, tmp_path_factory) -> StepResult:
         ("quantize.weight_only", {"algorithm": "awq"}, "config.algorithm"),
         ("quantize.weight_only", {"accuracy_level": 5}, "config.accuracy_level"),
         ("quantize.weight_only", {"algorithm": "hqq", "symmetric": True}, "symmetric"),
+        ("quantize.weight_only", {"algorithm": "hqq", "bits": 8}, "bits 8 needs"),
         ("quantize.weight_only", {"damp": 0.1}, "apply to algorithm 'gptq'"),
         ("quantize.weight_only", {"embedding_bits": 2}, "config.embedding_bits"),
         ("quantize.accuracy_aware", {"static": {"smooth_quant_alpha": 2}}, "static.smooth"),
