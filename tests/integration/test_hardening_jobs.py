@@ -49,9 +49,7 @@ def test_a_job_cancelled_while_measuring_stops_by_itself_and_leaves_no_scratch(
     wait_for(lambda: not gateway.scheduler.running_jobs(), "the worker to end", 60)
     assert get_job(client, job.id).state == STATE.JOB_STATE_CANCELLED
     assert not scratch.exists()
-    exits = [
-        r.getMessage() for r in caplog.records if re.search(r"worker exited with", r.getMessage())
-    ]
+    exits = [r.getMessage() for r in caplog.records if re.search(r"run ended with", r.getMessage())]
     assert exits and not exits[-1].endswith("-9"), exits  # it stopped; it was not killed
 
 

@@ -9,6 +9,8 @@ TYPE_CHECKING: a lazy import is still an arrow.
 from __future__ import annotations
 
 import ast
+import functools
+import json
 import subprocess
 import sys
 from collections import defaultdict
@@ -79,9 +81,28 @@ def _imports(name: str, path: Path, known: set[str]) -> set[str]:
     return targets
 
 
-def _graph() -> dict[str, set[str]]:
+def parsed_graph() -> dict[str, set[str]]:
     modules = _modules()
     return {name: _imports(name, path, set(modules)) for name, path in modules.items()}
+
+
+@functools.lru_cache(maxsize=1)
+def _graph_json() -> str:
+    """`parsed_graph()` computed in a fresh interpreter: in the suite's process, threads
+    other tests leave running (torch, Ray) can change the recursion limit while `ast.parse`
+    runs, and CPython 3.11 then fails with "AST constructor recursion depth mismatch"."""
+    code = (
+        "import json; from tests.unit.test_architecture import parsed_graph; "
+        "print(json.dumps({k: sorted(v) for k, v in parsed_graph().items()}))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    return done.stdout
+
+
+def _graph() -> dict[str, set[str]]:
+    return {name: set(targets) for name, targets in json.loads(_graph_json()).items()}
 
 
 def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
