@@ -102,12 +102,27 @@ class GatewayServer:
         self._health = health.HealthServicer()
 
     def start(self) -> None:
+        """Check the settings, open the store, build serving and jobs, then open the ports
+        and say SERVING (in that order: a bad setting or file stops us before any port)."""
         s = self.settings
         if s.ray_address:  # Ray needs PostgreSQL: refused before anything starts
             from service.jobs.ray_launcher import check_settings
 
             check_settings(s)
         credentials = tls.server_credentials(s)  # bad TLS or token files stop us first
+        self._build_call_limits()
+        self._lock.acquire()
+        technique_registry.add_modules(s.technique_modules())
+        helper_process.configure(s.helper_memory_bytes, s.max_helper_processes)
+        for runtime in runtime_registry.list_runtimes():
+            runtime.set_memory_limit(s.inference_memory_bytes)
+        self._open_store()
+        self._build_serving()
+        self.scheduler = JobScheduler(self.repo, s)
+        self._start_servers(credentials)
+
+    def _build_call_limits(self) -> None:
+        s = self.settings
         self._guard = guard(s)
         self._auth = auth_interceptor(self._guard)
         self._limit = InflightLimit(s.max_inflight_requests)  # gRPC and REST count here
@@ -120,11 +135,9 @@ class GatewayServer:
                 s.grpc_stream_idle_timeout_s,
             )
         )
-        self._lock.acquire()
-        technique_registry.add_modules(s.technique_modules())
-        helper_process.configure(s.helper_memory_bytes, s.max_helper_processes)
-        for runtime in runtime_registry.list_runtimes():
-            runtime.set_memory_limit(s.inference_memory_bytes)
+
+    def _open_store(self) -> None:
+        s = self.settings
         self.blobs = BlobStore(s.data_dir, orphan_grace_s=orphan_grace_s(s))
         self.repo = open_repository(s)
         orphans = recover_store(self.blobs, self.repo)
@@ -132,6 +145,10 @@ class GatewayServer:
             log.warning(
                 "removed %d blob(s) no record refers to (interrupted uploads)", len(orphans)
             )
+
+    def _build_serving(self) -> None:
+        """Sessions, the one inference path, deployments (restored) and their controllers."""
+        s = self.settings
         self.preparer = RuntimePreparer(self.blobs.root, s.runtime_defaults(), self._dataset_path)
         self.configs = ServingConfigs(self.repo, s.resolve_cache_s)
         self.sessions = SessionManager(
@@ -144,7 +161,6 @@ class GatewayServer:
         )
         self.configs.changed = self.sessions.reconfigure
         executor = Executor(self.sessions, s.max_request_bytes)
-        self.scheduler = JobScheduler(self.repo, s)
         self.deployments = DeploymentManager(
             self.repo,
             self.sessions,
@@ -156,6 +172,10 @@ class GatewayServer:
         self.canary = CanaryController(self.deployments, s.canary_interval_s)
         self.deployment_sync = DeploymentSync(self.deployments, s.deployment_sync_s)
         self._inference = InferenceServicer(self.dataplane, package_version(), self._ready.is_set)
+
+    def _start_servers(self, credentials: grpc.ServerCredentials | None) -> None:
+        """The gRPC, REST, health and metrics ports, the background loops, then SERVING."""
+        s = self.settings
         self._grpc = self._build_grpc_server()
         self.port = _bind(self._grpc, f"{_host(s.host)}:{s.port}", credentials)
         self._rest = self._build_rest_server(self._guard)
