@@ -37,9 +37,12 @@ def runtime_support() -> str | None:
     return f"onnxruntime {onnxruntime.__version__} has no CPU {OP} kernel for uint8 data"
 
 
-def _tables(model: Any, min_rows: int) -> tuple[list[tuple[Any, np.ndarray]], list[dict]]:
+def _tables(
+    model: Any, min_rows: int, max_rows: int | None = None
+) -> tuple[list[tuple[Any, np.ndarray]], list[dict]]:
     """(Gather nodes reading a float [rows, dim] initializer on axis 0 with their table,
-    tables skipped with the reason)."""
+    tables skipped with the reason); tables of `max_rows` rows or more are left to another
+    pass, unreported."""
     from compressors.graph.edit import consumers, get_attribute, initializer_arrays
 
     graph = model.graph
@@ -50,6 +53,8 @@ def _tables(model: Any, min_rows: int) -> tuple[list[tuple[Any, np.ndarray]], li
         if table is None or table.ndim != 2 or not np.issubdtype(table.dtype, np.floating):
             continue
         name = node.input[0]
+        if max_rows is not None and table.shape[0] >= max_rows:
+            continue
         if get_attribute(node, "axis", 0) != 0:
             skipped.append({"table": name, "reason": "gathered along axis 1"})
         elif len(readers.get(name, [])) != 1:
@@ -62,14 +67,15 @@ def _tables(model: Any, min_rows: int) -> tuple[list[tuple[Any, np.ndarray]], li
 
 
 def quantize_tables(
-    model: Any, bits: int, block: int, symmetric: bool, min_rows: int
+    model: Any, bits: int, block: int, symmetric: bool, min_rows: int, max_rows: int | None = None
 ) -> dict[str, Any]:
-    """Replace the embedding lookups of `model` (in place); returns the report."""
+    """Replace the embedding lookups of `model` (tables of min_rows..max_rows rows) by
+    GatherBlockQuantized (in place); returns the report."""
     from onnx import helper
 
     from compressors.graph.edit import remove_unused_initializers
 
-    found, skipped = _tables(model, min_rows)
+    found, skipped = _tables(model, min_rows, max_rows)
     quantized = []
     for node, table in found:
         if table.shape[1] % block:
@@ -81,7 +87,9 @@ def quantize_tables(
         new, inits = gather_block_quantized(node, blocks, table.dtype)
         node.CopyFrom(new)
         model.graph.initializer.extend(inits)
-        quantized.append({"table": name, "shape": list(table.shape), "bits": bits})
+        quantized.append(
+            {"table": name, "shape": list(table.shape), "bits": bits, "scales": f"block {block}"}
+        )
     if quantized:
         remove_unused_initializers(model.graph)
         if not any(o.domain == "com.microsoft" for o in model.opset_import):
@@ -125,12 +133,14 @@ def _gather_dequantized(node: Any, table: np.ndarray) -> tuple[list[Any], list[A
     return [gather, dequantize], inits
 
 
-def quantize_tables_per_column(model: Any, min_rows: int) -> dict[str, Any]:
-    """Replace the embedding lookups of `model` (in place) by 8-bit per-column tables;
-    returns the report."""
+def quantize_tables_per_column(
+    model: Any, min_rows: int, max_rows: int | None = None
+) -> dict[str, Any]:
+    """Replace the embedding lookups of `model` (tables of min_rows..max_rows rows) by
+    8-bit per-column tables (in place); returns the report."""
     from compressors.graph.edit import remove_unused_initializers
 
-    found, skipped = _tables(model, min_rows)
+    found, skipped = _tables(model, min_rows, max_rows)
     graph, quantized = model.graph, []
     for node, table in found:
         name, nodes, inits = node.input[0], *_gather_dequantized(node, table)
@@ -139,7 +149,9 @@ def quantize_tables_per_column(model: Any, min_rows: int) -> dict[str, Any]:
         for offset, new in enumerate(nodes):
             graph.node.insert(position + offset, new)
         graph.initializer.extend(inits)
-        quantized.append({"table": name, "shape": list(table.shape), "bits": 8})
+        quantized.append(
+            {"table": name, "shape": list(table.shape), "bits": 8, "scales": "per column"}
+        )
     if quantized:
         remove_unused_initializers(graph)
-    return {"quantized": quantized, "skipped": skipped, "scales": "per column"}
+    return {"quantized": quantized, "skipped": skipped}

@@ -59,6 +59,10 @@ NAME = "quantize.static"
 DEFAULT_PERCENTILE = 99.999
 DEFAULT_ENTROPY_BINS = 512
 QUANTIZED_BINS = 128  # entropy: the int8 histogram the KL divergence compares against
+# Tables this short (token types, segments) stay at 8 bits with small_table_bits 4: every
+# token adds one of their few rows, so 4-bit rounding is a bias on every token (MiniLM's
+# 2-row token-type table at 4 bits: pooled cosine 0.9991 alone, at 8 bits 0.99999).
+EIGHT_BITS_BELOW_ROWS = 64
 
 
 class StaticConfig(TechniqueConfig):
@@ -111,14 +115,26 @@ class StaticConfig(TechniqueConfig):
     )
     embedding_scales: Literal["column", "block"] = Field(
         "column",
-        description="column: one scale per embedding dimension (Gather + DequantizeLinear); "
-        "block: one per embedding_block values of a row (GatherBlockQuantized, larger)",
+        description="large tables (>= small_table_rows rows): column = one scale per "
+        "embedding dimension (Gather + DequantizeLinear); block = one per embedding_block "
+        "values of a row (GatherBlockQuantized, larger)",
     )
     embedding_block: int = Field(
-        32, ge=16, le=1024, description="values per scale (embedding_scales 'block')"
+        32, ge=16, le=1024, description="values per scale of the GatherBlockQuantized tables"
     )
     min_embedding_rows: int = Field(
         2, ge=1, le=10_000_000, description="embedding tables with fewer rows stay float"
+    )
+    small_table_rows: int = Field(
+        4096,
+        ge=1,
+        le=10_000_000,
+        description="tables with fewer rows (position, token type) are 'small'",
+    )
+    small_table_bits: Literal[4, 8] = Field(
+        4,
+        description="bits of the small tables of >= 64 rows (position): 4 = "
+        "GatherBlockQuantized, blocks of embedding_block (where ORT runs it), 8 = per column",
     )
     smooth_quant_alpha: float | None = Field(
         None,
@@ -149,8 +165,11 @@ class StaticConfig(TechniqueConfig):
             raise ValueError("float_linear_layers applies to the transformer mode (not 'never')")
         if len(set(self.float_linear_layers)) != len(self.float_linear_layers):
             raise ValueError("float_linear_layers names a position twice")
-        if self.embedding_scales != "block" and self.embedding_block != 32:
-            raise ValueError("embedding_block applies to embedding_scales 'block', not 'column'")
+        blocks = self.embedding_scales == "block" or self.small_table_bits == 4
+        if not blocks and self.embedding_block != 32:
+            raise ValueError(
+                "embedding_block applies to embedding_scales 'block' or small_table_bits 4"
+            )
         return self
 
 
@@ -294,7 +313,7 @@ def _transformer_rewrites(
 
 
 def _embeddings(model: Any, config: StaticConfig) -> dict[str, Any]:
-    """Embedding tables to 8 bits as configured (in place); the report."""
+    """Embedding tables to 8 bits (small ones to 4) as configured, in place; the report."""
     from compressors.quantization.embeddings import (
         quantize_tables,
         quantize_tables_per_column,
@@ -303,13 +322,25 @@ def _embeddings(model: Any, config: StaticConfig) -> dict[str, Any]:
 
     if config.embeddings == "never":
         return {"quantized": [], "reason": "embeddings is 'never'"}
-    rows = config.min_embedding_rows
-    if config.embedding_scales == "column":
-        return quantize_tables_per_column(model, rows)
+    small, large = (config.min_embedding_rows, config.small_table_rows), config.small_table_rows
+    four_bits = (max(config.min_embedding_rows, EIGHT_BITS_BELOW_ROWS), config.small_table_rows)
     missing = runtime_support()
-    if missing is not None:
-        return {"quantized": [], "reason": missing}
-    return quantize_tables(model, 8, config.embedding_block, False, rows)
+    reports = []
+    if config.small_table_bits == 4 and missing is None:
+        reports.append(quantize_tables(model, 4, config.embedding_block, False, *four_bits))
+    if config.embedding_scales == "block" and missing is None:
+        reports.append(quantize_tables(model, 8, config.embedding_block, False, large))
+    else:
+        reports.append(quantize_tables_per_column(model, large))
+    # what the block passes left (no kernel: every table) goes to 8 bits per column
+    reports.append(quantize_tables_per_column(model, *small))
+    quantized = [t for r in reports for t in r["quantized"]]
+    done = {t["table"] for t in quantized}
+    skipped = {t["table"]: t for r in reports for t in r["skipped"] if t["table"] not in done}
+    report: dict[str, Any] = {"quantized": quantized, "skipped": list(skipped.values())}
+    if missing is not None and (config.small_table_bits == 4 or config.embedding_scales == "block"):
+        report["per_column_because"] = missing
+    return report
 
 
 def prepare_checked(
