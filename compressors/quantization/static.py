@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from compressors.base import (
     ROLE_CALIBRATION,
@@ -52,13 +52,17 @@ from compressors.quantization.options import (
     quantizable_ops,
 )
 from compressors.registry import register
+from pareto_core.errors import FailedPrecondition, InvalidArgument
 from pareto_core.tensors import Signature
 
 NAME = "quantize.static"
 DEFAULT_PERCENTILE = 99.999
 DEFAULT_ENTROPY_BINS = 512
 QUANTIZED_BINS = 128  # entropy: the int8 histogram the KL divergence compares against
-EMBEDDING_BLOCK = 32  # 8-bit embedding tables: one scale per 32 values
+# Tables this short (token types, segments) stay at 8 bits with small_table_bits 4: every
+# token adds one of their few rows, so 4-bit rounding is a bias on every token (MiniLM's
+# 2-row token-type table at 4 bits: pooled cosine 0.9991 alone, at 8 bits 0.99999).
+EIGHT_BITS_BELOW_ROWS = 64
 
 
 class StaticConfig(TechniqueConfig):
@@ -98,10 +102,39 @@ class StaticConfig(TechniqueConfig):
     attention_matmuls: bool = Field(
         False, description="transformer mode: quantize the activation x activation MatMuls too"
     )
+    float_linear_layers: tuple[int, ...] = Field(
+        (),
+        max_length=64,
+        description="transformer mode: linear layers kept float, by position among the "
+        "linear layers in graph order (0 = first, -1 = last)",
+    )
     embeddings: Literal["auto", "never"] = Field(
         "auto",
-        description="transformer mode: embedding tables to 8 bits (GatherBlockQuantized) "
-        "when ONNX Runtime runs it on the CPU",
+        description="transformer mode: embedding tables to 8 bits (auto: per column always, "
+        "per block when ONNX Runtime runs GatherBlockQuantized on the CPU)",
+    )
+    embedding_scales: Literal["column", "block"] = Field(
+        "column",
+        description="large tables (>= small_table_rows rows): column = one scale per "
+        "embedding dimension (Gather + DequantizeLinear); block = one per embedding_block "
+        "values of a row (GatherBlockQuantized, larger)",
+    )
+    embedding_block: int = Field(
+        32, ge=16, le=1024, description="values per scale of the GatherBlockQuantized tables"
+    )
+    min_embedding_rows: int = Field(
+        2, ge=1, le=10_000_000, description="embedding tables with fewer rows stay float"
+    )
+    small_table_rows: int = Field(
+        4096,
+        ge=1,
+        le=10_000_000,
+        description="tables with fewer rows (position, token type) are 'small'",
+    )
+    small_table_bits: Literal[4, 8] = Field(
+        4,
+        description="bits of the small tables of >= 64 rows (position): 4 = "
+        "GatherBlockQuantized, blocks of embedding_block (where ORT runs it), 8 = per column",
     )
     smooth_quant_alpha: float | None = Field(
         None,
@@ -110,6 +143,13 @@ class StaticConfig(TechniqueConfig):
         description="SmoothQuant: share of the activation range moved into the weights "
         "(0..1; MiniLM: 0.7); None = off",
     )
+
+    @field_validator("embedding_block")
+    @classmethod
+    def _power_of_two(cls, value: int) -> int:
+        if value & (value - 1):
+            raise ValueError(f"must be a power of two (16, 32, 64, ..., 1024), got {value}")
+        return value
 
     @model_validator(mode="after")
     def _options_need_their_method(self) -> StaticConfig:
@@ -121,6 +161,15 @@ class StaticConfig(TechniqueConfig):
             raise ValueError("transformer 'always' quantizes in format 'qdq', not 'qoperator'")
         if self.attention_matmuls and self.transformer == "never":
             raise ValueError("attention_matmuls applies to the transformer mode (not 'never')")
+        if self.float_linear_layers and self.transformer == "never":
+            raise ValueError("float_linear_layers applies to the transformer mode (not 'never')")
+        if len(set(self.float_linear_layers)) != len(self.float_linear_layers):
+            raise ValueError("float_linear_layers names a position twice")
+        blocks = self.embedding_scales == "block" or self.small_table_bits == 4
+        if not blocks and self.embedding_block != 32:
+            raise ValueError(
+                "embedding_block applies to embedding_scales 'block' or small_table_bits 4"
+            )
         return self
 
 
@@ -248,18 +297,49 @@ def _transformer_rewrites(
     shapes dropped (see `compressors.graph.qdq`), embedding tables to 8 bits."""
     import onnx
 
-    from compressors.graph.qdq import drop_value_info, keep_float_readers
-    from compressors.quantization.embeddings import quantize_tables, runtime_support
+    from compressors.graph.qdq import (
+        drop_value_info,
+        drop_zero_weight_zero_points,
+        keep_float_readers,
+    )
 
     model = load_model(path)
     report: dict[str, Any] = {"float_readers": keep_float_readers(model, quantized_ops)}
+    report["zero_points_dropped"] = drop_zero_weight_zero_points(model)
     drop_value_info(model)
-    missing = runtime_support() if config.embeddings == "auto" else "embeddings is 'never'"
-    if missing is None:
-        report["embeddings"] = quantize_tables(model, 8, EMBEDDING_BLOCK, False, 1024)
-    else:
-        report["embeddings"] = {"quantized": [], "reason": missing}
+    report["embeddings"] = _embeddings(model, config)
     onnx.save(model, str(path))
+    return report
+
+
+def _embeddings(model: Any, config: StaticConfig) -> dict[str, Any]:
+    """Embedding tables to 8 bits (small ones to 4) as configured, in place; the report."""
+    from compressors.quantization.embeddings import (
+        quantize_tables,
+        quantize_tables_per_column,
+        runtime_support,
+    )
+
+    if config.embeddings == "never":
+        return {"quantized": [], "reason": "embeddings is 'never'"}
+    small, large = (config.min_embedding_rows, config.small_table_rows), config.small_table_rows
+    four_bits = (max(config.min_embedding_rows, EIGHT_BITS_BELOW_ROWS), config.small_table_rows)
+    missing = runtime_support()
+    reports = []
+    if config.small_table_bits == 4 and missing is None:
+        reports.append(quantize_tables(model, 4, config.embedding_block, False, *four_bits))
+    if config.embedding_scales == "block" and missing is None:
+        reports.append(quantize_tables(model, 8, config.embedding_block, False, large))
+    else:
+        reports.append(quantize_tables_per_column(model, large))
+    # what the block passes left (no kernel: every table) goes to 8 bits per column
+    reports.append(quantize_tables_per_column(model, *small))
+    quantized = [t for r in reports for t in r["quantized"]]
+    done = {t["table"] for t in quantized}
+    skipped = {t["table"]: t for r in reports for t in r["skipped"] if t["table"] not in done}
+    report: dict[str, Any] = {"quantized": quantized, "skipped": list(skipped.values())}
+    if missing is not None and (config.small_table_bits == 4 or config.embedding_scales == "block"):
+        report["per_column_because"] = missing
     return report
 
 
@@ -278,7 +358,7 @@ def prepare_checked(
     hint = hint if preprocessed["ran"] else ""
     excluded = check_nodes(model, config.nodes_to_exclude, field_name, hint)
     transformer, mode = _transformer_mode(model, config, excluded)
-    excluded += mode.get("float_attention_matmuls", [])
+    excluded += mode.get("float_attention_matmuls", []) + mode.get("float_linear_layers", [])
     report = {"preprocess": preprocessed, "transformer": _brief(mode)}
     if config.smooth_quant_alpha is not None:
         path, smoothed = _smooth(path, model, artifact.signature, dataset, config, ctx, excluded)
@@ -310,12 +390,38 @@ def _transformer_mode(
     if config.transformer == "never":
         return False, {"used": False, "reason": "transformer is 'never'"}
     if config.format != "qdq":
-        return False, {"used": False, "reason": "format 'qoperator' quantizes every op"}
+        return _not_transformer(config, "format 'qoperator' quantizes every op")
     if config.transformer == "auto" and not looks_like_transformer(model):
-        return False, {"used": False, "reason": "no self-attention in the graph"}
+        return _not_transformer(config, "no self-attention in the graph")
     attention = [] if config.attention_matmuls else activation_matmuls(model)
-    linear = [name for name in linear_layers(model) if name not in excluded]
-    return True, {"used": True, "linear_layers": linear, "float_attention_matmuls": attention}
+    kept = _float_linear(linear_layers(model), config.float_linear_layers)
+    linear = [name for name in linear_layers(model) if name not in excluded + kept]
+    return True, {
+        "used": True,
+        "linear_layers": linear,
+        "float_attention_matmuls": attention,
+        "float_linear_layers": kept,
+    }
+
+
+def _not_transformer(config: StaticConfig, reason: str) -> tuple[bool, dict[str, Any]]:
+    """Not the transformer mode, for `reason`; refused when the config needs that mode."""
+    if config.float_linear_layers:
+        raise FailedPrecondition(
+            f"{NAME}: config.float_linear_layers applies to the transformer mode, but {reason}"
+        )
+    return False, {"used": False, "reason": reason}
+
+
+def _float_linear(linear: list[str], positions: tuple[int, ...]) -> list[str]:
+    """The names of the linear layers at `positions` (negative: from the end)."""
+    bad = [p for p in positions if not -len(linear) <= p < len(linear)]
+    if bad:
+        raise InvalidArgument(
+            f"config.float_linear_layers: {bad} out of range: the graph has {len(linear)} "
+            f"linear layers (positions {-len(linear)}..{len(linear) - 1})"
+        )
+    return [linear[p] for p in positions]
 
 
 def _brief(mode: dict[str, Any]) -> dict[str, Any]:
@@ -326,6 +432,7 @@ def _brief(mode: dict[str, Any]) -> dict[str, Any]:
         "used": True,
         "linear_layers": len(mode["linear_layers"]),
         "float_attention_matmuls": len(mode["float_attention_matmuls"]),
+        "float_linear_layers": mode["float_linear_layers"],
     }
 
 

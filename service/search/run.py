@@ -164,10 +164,12 @@ class SearchRun:
         ran = sum(r.get("job_id") == self.job.id for r in records)
         cap = FREE_FACTOR * int(self.spec["n_trials"]) - ran
         labels = {role: d.labels is not None for role, d in inputs.datasets.items()}
-        ctx = space.space_context(labels, int(self.spec["seed"]))
+        transformer = _is_transformer(inputs.parent.path)
+        ctx = space.space_context(labels, int(self.spec["seed"]), transformer)
         options = space.chains(self.spec["techniques"], int(self.spec["max_steps"]))
         if not records:  # a fresh study starts from each technique's first guess
-            for params in space.first_guesses(options, int(self.spec["n_trials"])):
+            n_trials = int(self.spec["n_trials"])
+            for params in space.first_guesses(options, n_trials, transformer):
                 study.enqueue_trial(params, skip_if_exists=True)
         objective = Objective(inputs, self.job.id, options, ctx)
         loop = TrialLoop(
@@ -285,3 +287,15 @@ def _counts(record: dict[str, Any]) -> bool:
     """Whether a trial counts against the budget: it ran and it was not free."""
     finished = record["state"] != "RUNNING" and not record.get("interrupted")
     return finished and not record.get("free")
+
+
+def _is_transformer(path: Path) -> bool:
+    """Whether the parent has self-attention (the search space samples transformer-aware
+    settings then); a graph that cannot be read is searched as it is, not as a transformer."""
+    from compressors.graph.files import load_model
+    from compressors.graph.transformer import looks_like_transformer
+
+    try:
+        return looks_like_transformer(load_model(path))
+    except Exception:  # the trials report what is wrong with the model
+        return False

@@ -12,6 +12,12 @@ count, student width, bits and calibration method, per-channel scales, QDQ vs QO
 how many layers stay float32. What is not (fine-tuning epochs, learning rates) is fixed
 here, small, and used only where the datasets allow it.
 
+On a transformer (self-attention in the parent, `SpaceContext.transformer`), quantize.static
+samples what matters there (see `_static_transformer`): SmoothQuant and its alpha, the
+calibration methods that keep MiniLM within 1%, how the embedding tables are stored, and
+which linear layers stay float; per-tensor weights and QOperator (every op quantized) are
+not sampled, they break transformers.
+
 `trial` is anything with Optuna's `suggest_categorical/suggest_float/suggest_int`, so this
 module imports no Optuna and is unit-tested with a fake.
 """
@@ -66,6 +72,7 @@ class SpaceContext:
     roles: frozenset[str]
     labeled_training: bool
     seed: int = 0
+    transformer: bool = False  # the parent has self-attention
 
 
 def needs(technique: str, ctx: SpaceContext) -> str | None:
@@ -119,12 +126,49 @@ def _dynamic(trial: TrialLike, ctx: SpaceContext) -> dict[str, Any]:
 
 
 def _static(trial: TrialLike, ctx: SpaceContext) -> dict[str, Any]:
+    if ctx.transformer:
+        return _static_transformer(trial, ctx)
     method = trial.suggest_categorical(
         "quantize.static.method", ["minmax", "entropy", "percentile"]
     )
     per_channel = trial.suggest_categorical("quantize.static.per_channel", [True, False])
     fmt = trial.suggest_categorical("quantize.static.format", ["qdq", "qoperator"])
     return {"method": method, "per_channel": bool(per_channel), "format": fmt}
+
+
+# Linear layers a transformer trial keeps float, by position among the linear layers in
+# graph order (quantize.static's float_linear_layers; any transformer has at least two).
+FLOAT_LINEAR = {
+    "none": (),
+    "last": (-1,),  # the last FFN output projection: it feeds the output directly
+    "last_two": (-2, -1),  # the last FFN, both projections
+    "first_and_last": (0, -1),
+}
+
+
+def _static_transformer(trial: TrialLike, ctx: SpaceContext) -> dict[str, Any]:
+    """Transformer mode: per-channel QDQ on the linear layers (the technique's own choice);
+    entropy calibration only after SmoothQuant (alone it clips MiniLM's outlier channels:
+    cosine 0.958)."""
+    config: dict[str, Any] = {"per_channel": True, "format": "qdq"}
+    if trial.suggest_categorical("quantize.static.smooth_quant", [False, True]):
+        alpha = trial.suggest_float("quantize.static.smooth_quant_alpha", 0.4, 0.8, step=0.1)
+        config["smooth_quant_alpha"] = round(alpha, 2)
+        methods = ["minmax", "percentile", "entropy"]
+        config["method"] = trial.suggest_categorical("quantize.static.method_smoothed", methods)
+    else:
+        methods = ["minmax", "percentile"]
+        config["method"] = trial.suggest_categorical("quantize.static.method_plain", methods)
+    scales = trial.suggest_categorical("quantize.static.embedding_scales", ["column", "block"])
+    small_bits = trial.suggest_categorical("quantize.static.small_table_bits", [4, 8])
+    config |= {"embedding_scales": scales, "small_table_bits": int(small_bits)}
+    if scales == "block" or small_bits == 4:
+        block = trial.suggest_categorical("quantize.static.embedding_block", [32, 64, 128])
+        config["embedding_block"] = int(block)
+    kept = trial.suggest_categorical("quantize.static.float_linear_layers", list(FLOAT_LINEAR))
+    if FLOAT_LINEAR[kept]:
+        config["float_linear_layers"] = list(FLOAT_LINEAR[kept])
+    return config
 
 
 def _accuracy_aware(trial: TrialLike, ctx: SpaceContext) -> dict[str, Any]:
@@ -230,12 +274,28 @@ FIRST_GUESSES: dict[str, dict[str, Any]] = {
 }
 
 
-def first_guesses(options: Sequence[str], budget: int) -> list[dict[str, Any]]:
+# quantize.static's defaults in transformer mode (the transformer space's parameters)
+TRANSFORMER_FIRST_GUESSES: dict[str, dict[str, Any]] = {
+    "quantize.static": {
+        "quantize.static.smooth_quant": False,
+        "quantize.static.method_plain": "minmax",
+        "quantize.static.embedding_scales": "column",
+        "quantize.static.small_table_bits": 4,
+        "quantize.static.embedding_block": 32,
+        "quantize.static.float_linear_layers": "none",
+    },
+}
+
+
+def first_guesses(
+    options: Sequence[str], budget: int, transformer: bool = False
+) -> list[dict[str, Any]]:
     """Trial parameters of each single-technique chain at its first guess, quantizers
     first, at most half the trial budget."""
     order = (*QUANTIZING, *OPT_IN_QUANTIZING, *REDUCING, *OPT_IN_REDUCING)
     singles = [t for t in order if t in options]
-    return [{"chain": t, **FIRST_GUESSES[t]} for t in singles[: max(0, budget // 2)]]
+    guesses = {**FIRST_GUESSES, **(TRANSFORMER_FIRST_GUESSES if transformer else {})}
+    return [{"chain": t, **guesses[t]} for t in singles[: max(0, budget // 2)]]
 
 
 def chains(techniques: Sequence[str], max_steps: int) -> list[str]:
@@ -261,8 +321,12 @@ def sample_steps(
     return chain, steps
 
 
-def space_context(roles: Mapping[str, bool], seed: int) -> SpaceContext:
-    """`roles`: role -> whether that dataset has labels."""
+def space_context(roles: Mapping[str, bool], seed: int, transformer: bool = False) -> SpaceContext:
+    """`roles`: role -> whether that dataset has labels; `transformer`: whether the parent
+    has self-attention."""
     return SpaceContext(
-        roles=frozenset(roles), labeled_training=bool(roles.get(ROLE_TRAINING)), seed=seed
+        roles=frozenset(roles),
+        labeled_training=bool(roles.get(ROLE_TRAINING)),
+        seed=seed,
+        transformer=transformer,
     )

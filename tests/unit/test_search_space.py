@@ -208,3 +208,75 @@ def test_opt_in_transformer_techniques_sample_valid_recipes(seed):
     assert space.needs("prune.transformer", space.space_context({"evaluation": False}, 0))
     guesses = [g["chain"] for g in space.first_guesses(options, 100)]
     assert guesses == ["quantize.dynamic", "quantize.weight_only", "prune.transformer"]
+
+
+TRANSFORMER_ROLES = {"calibration": False, "evaluation": False}
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_transformer_static_samples_transformer_settings(seed):
+    """On a transformer, quantize.static samples SmoothQuant, calibration, embedding tables
+    and float linear layers; every config validates and stays in transformer mode."""
+    ctx = space.space_context(TRANSFORMER_ROLES, seed=3, transformer=True)
+    trial = FakeTrial(seed)
+    config = space.SAMPLERS["quantize.static"](trial, ctx)
+    parsed = registry.parse_config("quantize.static", config)
+    assert parsed.per_channel and parsed.format == "qdq" and parsed.transformer == "auto"
+    if parsed.method == "entropy":  # entropy alone clips MiniLM's outlier channels
+        assert parsed.smooth_quant_alpha is not None
+    if parsed.smooth_quant_alpha is not None:
+        assert 0.4 <= parsed.smooth_quant_alpha <= 0.8
+    assert parsed.float_linear_layers in space.FLOAT_LINEAR.values()
+    assert parsed.embedding_scales in ("column", "block") and parsed.small_table_bits in (4, 8)
+    assert all(name.startswith("quantize.static.") for name in trial.params)
+    assert "quantize.static.format" not in trial.params  # QOperator quantizes every op
+    _, steps = space.sample_steps(FakeTrial(seed), ["low_rank.svd+quantize.static"], ctx)
+    for step in steps:
+        registry.parse_config(step["technique"], step["config"])
+
+
+def test_transformer_space_covers_its_choices():
+    ctx = space.space_context(TRANSFORMER_ROLES, seed=0, transformer=True)
+    configs = [space.SAMPLERS["quantize.static"](FakeTrial(seed), ctx) for seed in range(200)]
+    assert {c["method"] for c in configs} == {"minmax", "percentile", "entropy"}
+    assert {tuple(c.get("float_linear_layers", ())) for c in configs} == set(
+        space.FLOAT_LINEAR.values()
+    )
+    assert {c.get("embedding_block") for c in configs} == {None, 32, 64, 128}
+    assert {c.get("smooth_quant_alpha") is None for c in configs} == {True, False}
+    cnn = space.SAMPLERS["quantize.static"](FakeTrial(0), space.space_context(ALL_ROLES, 0))
+    assert set(cnn) == {"method", "per_channel", "format"}  # a CNN's space is unchanged
+
+
+def test_transformer_first_guess_is_the_static_default_and_a_point_of_the_space():
+    import optuna
+
+    from service.search.study import quiet
+
+    quiet()
+    ctx = space.space_context(TRANSFORMER_ROLES, 0, transformer=True)
+    options = space.chains(["quantize.static", "quantize.dynamic"], 1)
+    guesses = space.first_guesses(options, budget=10, transformer=True)
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    for params in guesses:
+        study.enqueue_trial(params)
+    made = []
+
+    def objective(trial):
+        made.append(space.sample_steps(trial, options, ctx))
+        return 0.0, 0.0
+
+    study.optimize(objective, n_trials=len(guesses))
+    for params, trial in zip(guesses, study.trials, strict=True):
+        assert trial.params == params
+    static = next(steps[0]["config"] for chain, steps in made if chain == "quantize.static")
+    defaults = registry.parse_config("quantize.static", {})
+    assert registry.parse_config("quantize.static", static) == defaults
+
+
+def test_the_search_tells_a_transformer_from_a_cnn(minilm_model, digits_model, tmp_path):
+    from service.search.run import _is_transformer
+
+    assert _is_transformer(minilm_model.path) and not _is_transformer(digits_model.path)
+    (tmp_path / "broken.onnx").write_bytes(b"not onnx")
+    assert not _is_transformer(tmp_path / "broken.onnx")

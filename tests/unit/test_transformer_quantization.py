@@ -59,6 +59,27 @@ def static_minilm(minilm, texts, tmp_path_factory) -> StepResult:
         ("quantize.static", {"transformer": "sometimes"}, "config.transformer"),
         ("quantize.static", {"transformer": "always", "format": "qoperator"}, "qoperator"),
         ("quantize.static", {"attention_matmuls": True, "transformer": "never"}, "never"),
+        ("quantize.static", {"embedding_scales": "row"}, "config.embedding_scales"),
+        (
+            "quantize.static",
+            {"embedding_scales": "block", "embedding_block": 48},
+            "config.embedding_block",
+        ),
+        (
+            "quantize.static",
+            {"embedding_scales": "block", "embedding_block": 8},
+            "config.embedding_block",
+        ),
+        (
+            "quantize.static",
+            {"embedding_block": 64, "small_table_bits": 8},
+            "applies to embedding_scales 'block' or small_table_bits 4",
+        ),
+        ("quantize.static", {"small_table_bits": 2}, "config.small_table_bits"),
+        ("quantize.static", {"min_embedding_rows": 0}, "config.min_embedding_rows"),
+        ("quantize.static", {"float_linear_layers": [1, 1]}, "names a position twice"),
+        ("quantize.static", {"float_linear_layers": [0], "transformer": "never"}, "never"),
+        ("quantize.static", {"float_linear_layers": ["last"]}, "config.float_linear_layers"),
         ("quantize.weight_only", {"bits": 3}, "config.bits"),
         ("quantize.weight_only", {"block_size": 48}, "config.block_size"),
         ("quantize.weight_only", {"block_size": 8}, "config.block_size"),
@@ -91,12 +112,22 @@ def test_static_on_minilm_quantizes_linear_layers_only(minilm, static_minilm, te
         "used": True,
         "linear_layers": 36,
         "float_attention_matmuls": 12,
+        "float_linear_layers": [],
     }
     model = load_model(static_minilm.artifact.path)
-    producers = {out: n.op_type for n in model.graph.node for out in n.output}
+    producers = {out: n for n in model.graph.node for out in n.output}
+    lookups = {n.output[0] for n in model.graph.node if n.op_type == "Gather"}
+    tables = {  # the embedding rows, dequantized after the lookup
+        n.output[0]
+        for n in model.graph.node
+        if n.op_type == "DequantizeLinear" and n.input[0] in lookups
+    }
 
     def from_dq(node) -> list[bool]:
-        return [producers.get(name) == "DequantizeLinear" for name in node.input]
+        return [
+            getattr(producers.get(name), "op_type", "") == "DequantizeLinear" and name not in tables
+            for name in node.input
+        ]
 
     matmuls = [n for n in model.graph.node if n.op_type == "MatMul"]
     linear = [n for n in matmuls if from_dq(n) == [True, True]]
@@ -106,10 +137,49 @@ def test_static_on_minilm_quantizes_linear_layers_only(minilm, static_minilm, te
     assert not any(any(from_dq(n)) for n in model.graph.node if n.op_type in float_ops)
     counts = ops(static_minilm.artifact.path)
     assert counts["QuantizeLinear"] == 24  # one per distinct input of the linear layers
-    assert counts["GatherBlockQuantized"] == 1  # the token embedding table, 8 bits
-    assert report["embeddings"]["quantized"][0]["table"].endswith("word_embeddings.weight")
-    assert report["size_ratio"] <= 0.3
+    # position table: 4 bits in blocks; word and token-type tables: 8 bits per column
+    tables_by_bits = {
+        t["table"].split(".")[-2]: t["bits"] for t in report["embeddings"]["quantized"]
+    }
+    assert tables_by_bits == {
+        "position_embeddings": 4,
+        "word_embeddings": 8,
+        "token_type_embeddings": 8,
+    }
+    assert len(tables) == 2 and counts["GatherBlockQuantized"] == 1
+    assert report["zero_points_dropped"] == 36  # symmetric int8 weights: zero is the default
+    assert report["size_ratio"] < 0.2525  # dynamic int8 with its per-tensor tables: 0.2525
     assert embedding_cosine(static_minilm.artifact.path, minilm.path, texts[1]) >= 0.99
+
+
+def test_static_embeddings_in_blocks_and_float_layers_on_minilm(
+    minilm, static_minilm, texts, tmp_path
+) -> None:
+    config = {"calibration_samples": 8, "embedding_scales": "block", "embedding_block": 128}
+    config["min_embedding_rows"] = 1024  # the position table (512 rows) stays float
+    config["float_linear_layers"] = [0, -1]  # the first query projection, the last FFN output
+    result = apply("quantize.static", minilm, tmp_path, config, texts[0])
+    transformer = result.report["transformer"]
+    assert transformer["linear_layers"] == 34 and len(transformer["float_linear_layers"]) == 2
+    names = [n.name for n in load_model(result.artifact.path).graph.node if n.op_type == "MatMul"]
+    assert set(transformer["float_linear_layers"]) <= set(names)  # still float MatMuls
+    assert ops(result.artifact.path)["QuantizeLinear"] == 23  # the last FFN input not rounded
+    quantized = result.report["embeddings"]["quantized"]
+    assert [t["shape"] for t in quantized] == [[30522, 384]]
+    assert ops(result.artifact.path)["GatherBlockQuantized"] == 1
+    # 30522 x 3 scales and zero points, and 512 float rows: larger than per column
+    assert result.report["size_ratio"] > static_minilm.report["size_ratio"]
+    assert embedding_cosine(result.artifact.path, minilm.path, texts[1]) >= 0.99
+
+
+def test_float_linear_layers_out_of_range_or_without_attention(
+    minilm, digits_model, tmp_path
+) -> None:
+    with pytest.raises(InvalidArgument, match=r"float_linear_layers: \[36\] out of range.*36"):
+        apply("quantize.static", minilm, tmp_path / "a", {"float_linear_layers": [36]}, {})
+    with pytest.raises(FailedPrecondition, match="float_linear_layers applies to the transformer"):
+        digits = artifact_for(digits_model.path)
+        apply("quantize.static", digits, tmp_path / "b", {"float_linear_layers": [0]}, {})
 
 
 def test_static_with_smooth_quant_and_entropy_on_minilm(minilm, texts, tmp_path) -> None:
