@@ -24,6 +24,8 @@ def _value(value: object) -> str:
         return f"{value:g}"
     if isinstance(value, bool):
         return str(value).lower()
+    if isinstance(value, list):  # a Struct holds every number as a float: [-1.0] -> [-1]
+        return f"[{', '.join(_value(v) for v in value)}]"
     return str(value)
 
 
