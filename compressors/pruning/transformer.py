@@ -22,13 +22,16 @@ Steps, all torch on CPU:
 
 The job hands the folder over as the first step's `Artifact.torch_source` and says at
 CreateJob that the model has one (`ModelInfo.source_format == FORMAT_HF_FOLDER`); without
-it the step is refused (FAILED_PRECONDITION), at CreateJob and again in `apply`.
+it the step is refused (FAILED_PRECONDITION), at CreateJob and again in `apply`. The
+step's own output carries the pruned folder as its torch source, so a training step
+(distill.knowledge, quantize.qat, prune.transformer again) can follow it in a recipe.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -248,17 +251,18 @@ class TransformerPrune(Technique):
             report["export_max_abs_diff"] = check_export(student, out.path, inputs)
         report.update(dataset=dataset.name, folder=folder.name)
         ctx.progress(1.0, f"{report['params_before']} -> {report['params_after']} params", {})
-        return StepResult(out, report)
+        # the pruned folder is the torch source of what follows in the recipe
+        return StepResult(replace(out, torch_source=TorchSource(folder, source.task)), report)
 
     @staticmethod
     def _source(artifact: Artifact) -> TorchSource:
-        """The torch source the step starts from: only the uploaded model's own artifact
-        has one, so a recipe must start with this step."""
+        """The torch source the step starts from: the uploaded model's own artifact has one,
+        and so has the output of a prune.transformer step; ONNX steps drop it."""
         if artifact.torch_source is None:
             raise FailedPrecondition(
-                f"{NEEDS_FOLDER} (its torch source) and must be the first step of its recipe: "
-                "upload the folder (config.json, model.safetensors, tokenizer) instead of an "
-                "ONNX file"
+                f"{NEEDS_FOLDER} (its torch source), and no ONNX step may come before it in "
+                "the recipe: upload the folder (config.json, model.safetensors, tokenizer) "
+                "instead of an ONNX file"
             )
         names = [t.name for t in artifact.signature.inputs]
         if names != list(TOKEN_INPUTS):

@@ -9,6 +9,8 @@ a later search of the same model with the same datasets reuses it too.
 Layout under `root` (``<data dir>/search-cache``):
 
     <key>/model.<ext>   the step's output, with `entry.json` (format, signature, report)
+    <key>/torch-source/ the output's torch source, when it has one (prune.transformer's
+                        pruned Hugging Face folder: a training step may follow it)
     tmp/                entries being written (garbage after a crash; removed on start)
 
 An entry appears only through the atomic rename of a finished directory, so a reader sees
@@ -27,10 +29,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from compressors.base import Artifact
+from compressors.base import Artifact, TorchSource
 from pareto_core.tensors import Signature, TensorSpec
 
 ENTRY = "entry.json"
+TORCH_SOURCE = "torch-source"
 DEFAULT_MAX_BYTES = 2 * 1024**3
 
 
@@ -85,9 +88,11 @@ class StepCache:
             return None
         if not path.is_file():
             return None
-        return Artifact(path, data["format"], _signature_from_data(data["signature"])), data[
-            "report"
-        ]
+        source = None
+        if "torch_source_task" in data:
+            source = TorchSource(entry / TORCH_SOURCE, data["torch_source_task"])
+        signature = _signature_from_data(data["signature"])
+        return Artifact(path, data["format"], signature, source), data["report"]
 
     def put(self, key: str, artifact: Artifact, report: dict[str, Any]) -> Artifact:
         """Copy the step's output in (the work dir it came from may be deleted); returns
@@ -105,6 +110,9 @@ class StepCache:
             "signature": _signature_to_data(artifact.signature),
             "report": report,
         }
+        if artifact.torch_source is not None:
+            shutil.copytree(artifact.torch_source.path, staging / TORCH_SOURCE)
+            data["torch_source_task"] = artifact.torch_source.task
         (staging / ENTRY).write_text(json.dumps(data, sort_keys=True))
         try:
             os.rename(staging, self.root / key)
@@ -127,7 +135,7 @@ class StepCache:
             if entry == self._tmp or not entry.is_dir():
                 continue
             try:
-                size = sum(f.stat().st_size for f in entry.iterdir() if f.is_file())
+                size = sum(f.stat().st_size for f in entry.rglob("*") if f.is_file())
                 entries.append((entry.stat().st_mtime, size, entry))
             except OSError:  # another process evicted it meanwhile
                 continue

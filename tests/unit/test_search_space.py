@@ -6,13 +6,14 @@ from __future__ import annotations
 import os
 import random
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from compressors import registry
-from compressors.base import Artifact
+from compressors.base import Artifact, TorchSource
 from pareto_core.tensors import Signature, TensorSpec
 from service.search import space
 from service.search.measures import summarize
@@ -140,6 +141,25 @@ def test_step_cache_round_trip_and_eviction(tmp_path):
     found, report = cache.get(keys[2])
     assert report == {"n": 2} and found.signature.inputs[0].shape == (-1, 4)
     assert cache.get("0" * 64) is None
+
+
+def test_step_cache_keeps_a_torch_source_with_the_output(tmp_path):
+    """prune.transformer's output carries its pruned folder: a cached prefix hands the next
+    step the same torch source as a fresh run would."""
+    folder = tmp_path / "pruned-hf"
+    (folder / "1_Pooling").mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    (folder / "1_Pooling" / "config.json").write_text("{}")
+    out = tmp_path / "out.onnx"
+    out.write_bytes(b"x" * 100)
+    with_source = replace(artifact(out), torch_source=TorchSource(folder, "feature-extraction"))
+    cache = StepCache(tmp_path / "cache")
+    cached = cache.put(step_key("p", "prune.transformer", {}, "d", 0), with_source, {})
+    assert cached.torch_source is not None and cached.torch_source.task == "feature-extraction"
+    assert cached.torch_source.path != folder  # a copy: the work dir may be deleted
+    assert (cached.torch_source.path / "1_Pooling" / "config.json").is_file()
+    plain = cache.put(step_key("p", "fp16", {}, "d", 0), artifact(out), {})
+    assert plain.torch_source is None
 
 
 def test_first_guesses_are_points_of_the_space():

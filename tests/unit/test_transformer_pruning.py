@@ -185,6 +185,18 @@ def test_the_technique_prunes_the_source_folder(parent, folder, texts, tmp_path)
     # the folder loads as a torch source again (a pruned folder re-uploaded, pruned again)
     again = load_task_model(work / "pruned-hf")
     assert tm.structure(again.model)["heads"] == result.report["heads_after"]
+    # and the step's output carries it: a second step of the recipe prunes further
+    assert result.artifact.torch_source == TorchSource(work / "pruned-hf", "")
+    (tmp_path / "second").mkdir()
+    ctx2 = StepContext(tmp_path / "second", result.artifact, ctx.datasets)
+    cfg2 = config(head_ratio=0.5, ffn_ratio=0.0, recovery_steps=0, reconstruct_batches=1)
+    second = registry.get(technique.NAME).apply(result.artifact, cfg2, ctx2)
+    assert second.report["heads_before"] == result.report["heads_after"]
+    assert sum(second.report["heads_after"]) < sum(result.report["heads_after"])
+    assert (
+        tm.structure(tm.load_model(tmp_path / "second" / "pruned-hf"))["heads"]
+        == (second.report["heads_after"])
+    )
     assert embedding_cosine(result.artifact.path, parent_onnx, texts[1]) > 0.6
 
 
