@@ -66,13 +66,15 @@ def digits_suite() -> dict[str, Any]:
 
 def minilm_suite() -> dict[str, Any]:
     from examples.datasets import example_datasets
-    from examples.models import export_minilm, tokenize
+    from examples.models import minilm_dir, tokenize
     from examples.text import english_sentences, split_sentences
 
     calibration, _ = split_sentences(english_sentences(1000, seed=0))
     return {
         "name": "minilm",
-        "model": export_minilm(MODEL_CACHE / "minilm.onnx").path,
+        # the Hugging Face folder: the gateway exports it, and prune.transformer starts
+        # from it (its torch source)
+        "model": minilm_dir(),
         "datasets": {
             "evaluation": example_datasets()["minilm-eval"],
             "calibration": tokenize(calibration[:64], 32),
@@ -85,16 +87,18 @@ def minilm_suite() -> dict[str, Any]:
         # - quantize.weight_only (opt-in): 4/8-bit MatMulNBits (RTN, HQQ, GPTQ on the
         #   calibration set), the only one below dynamic's size (0.17x with int4);
         # - convert.fp16: near-lossless halving;
-        # - low_rank.svd: fewer weights before a quantizer.
-        # Left out: prune.transformer (distillation costs minutes per trial), the other
-        # reducers (onnx2torch cannot convert MiniLM: no structured pruning, no student) and
-        # accuracy_aware (one-layer-at-a-time analysis: minutes per trial).
+        # - low_rank.svd: fewer weights before a quantizer;
+        # - prune.transformer (opt-in): heads and FFN neurons removed, re-fitted (about a
+        #   minute) and possibly distilled (minutes), then maybe a quantizer.
+        # Left out: the other reducers (onnx2torch cannot convert MiniLM: no structured
+        # pruning, no student) and accuracy_aware (one layer at a time: minutes per trial).
         "techniques": [
             "quantize.dynamic",
             "quantize.static",
             "quantize.weight_only",
             "convert.fp16",
             "low_rank.svd",
+            "prune.transformer",
         ],
         # the target: the search finds a variant that dominates this hand recipe
         "dominate": ["dynamic int8"],

@@ -39,8 +39,8 @@ REDUCING = (
 )
 QUANTIZING = ("quantize.dynamic", "quantize.static", "quantize.accuracy_aware", "convert.fp16")
 SEARCHABLE = REDUCING + QUANTIZING
-# Explored only when a search names them (search.techniques): prune.transformer trains for
-# minutes per trial and needs the model's Hugging Face folder; quantize.weight_only makes
+# Explored only when a search names them (search.techniques): prune.transformer needs the
+# model's Hugging Face folder and takes a minute (re-fit only) to many (distillation); quantize.weight_only makes
 # MiniLM 4-8x smaller but slower on CPU, so it wins only where size is an objective.
 OPT_IN_REDUCING = ("prune.transformer",)
 OPT_IN_QUANTIZING = ("quantize.weight_only",)
@@ -48,7 +48,9 @@ OPT_IN = OPT_IN_REDUCING + OPT_IN_QUANTIZING
 EXPLORABLE = SEARCHABLE + OPT_IN
 CHAIN_SEPARATOR = "+"
 
-PRUNE_RECOVERY_STEPS = 200  # prune.transformer's distillation from the parent
+# prune.transformer's distillation from the parent: none (the least-squares re-fit alone,
+# seconds) or 200 steps (minutes on a CPU)
+PRUNE_RECOVERY_STEPS = (0, 200)
 FINETUNE_EPOCHS = 5  # structured pruning recovers with a short fine-tuning (labels needed)
 MAGNITUDE_FINETUNE_EPOCHS = 3
 DISTILL_EPOCHS = 10
@@ -195,11 +197,12 @@ def _prune_transformer(trial: TrialLike, ctx: SpaceContext) -> dict[str, Any]:
     heads = trial.suggest_float("prune.transformer.head_ratio", 0.0, 0.6, step=0.05)
     ffn = trial.suggest_float("prune.transformer.ffn_ratio", 0.1, 0.6, step=0.05)
     scope = trial.suggest_categorical("prune.transformer.scope", ["per_layer", "global"])
+    steps = trial.suggest_categorical("prune.transformer.recovery_steps", PRUNE_RECOVERY_STEPS)
     return {
         "head_ratio": round(heads, 2),
         "ffn_ratio": round(ffn, 2),
         "scope": scope,
-        "recovery_steps": PRUNE_RECOVERY_STEPS,
+        "recovery_steps": int(steps),
     }
 
 
@@ -270,6 +273,7 @@ FIRST_GUESSES: dict[str, dict[str, Any]] = {
         "prune.transformer.head_ratio": 0.25,
         "prune.transformer.ffn_ratio": 0.25,
         "prune.transformer.scope": "per_layer",
+        "prune.transformer.recovery_steps": 0,
     },
 }
 
