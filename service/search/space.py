@@ -39,9 +39,10 @@ REDUCING = (
 )
 QUANTIZING = ("quantize.dynamic", "quantize.static", "quantize.accuracy_aware", "convert.fp16")
 SEARCHABLE = REDUCING + QUANTIZING
-# Explored only when a search names them (search.techniques): prune.transformer needs the
-# model's Hugging Face folder and takes a minute (re-fit only) to many (distillation); quantize.weight_only makes
-# MiniLM 4-8x smaller but slower on CPU, so it wins only where size is an objective.
+# Explored only when a search names them (search.techniques): prune.transformer needs
+# the model's Hugging Face folder and takes a minute (re-fit only) or more (distillation);
+# quantize.weight_only makes MiniLM 4-8x smaller but slower on CPU, so it wins only where
+# size is an objective.
 OPT_IN_REDUCING = ("prune.transformer",)
 OPT_IN_QUANTIZING = ("quantize.weight_only",)
 OPT_IN = OPT_IN_REDUCING + OPT_IN_QUANTIZING
