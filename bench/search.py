@@ -105,15 +105,19 @@ def minilm_suite() -> dict[str, Any]:
     }
 
 
-def _upload(client: ParetoClient, suite: dict[str, Any], scratch: Path) -> dict[str, str]:
-    client.upload(suite["model"], suite["name"])
+def _upload(
+    client: ParetoClient, suite: dict[str, Any], scratch: Path
+) -> tuple[str, dict[str, str]]:
+    """(the stored parent's sha256: the ONNX the gateway searched, exported by it from a
+    folder; the uploaded datasets' names by role)."""
+    parent = client.upload(suite["model"], suite["name"])
     names = {}
     for role, arrays in suite["datasets"].items():
         path = scratch / f"{suite['name']}-{role}.npz"
         np.savez(path, **arrays)
         names[role] = f"{suite['name']}-{role}"
         upload_dataset(client, path, names[role])
-    return names
+    return parent.sha256, names
 
 
 def _wait(client: ParetoClient, job_id: str, log: Any) -> jobs_pb2.Job:
@@ -215,14 +219,16 @@ def run_model(suite: dict[str, Any], trials: int, threads: int, log: Any) -> dic
         gateway.start()
         try:
             with ParetoClient(gateway.address) as client:
-                datasets = _upload(client, suite, Path(tmp))
+                parent_sha256, datasets = _upload(client, suite, Path(tmp))
                 log(f"{suite['name']}: hand recipes (one compression job)")
                 hand = hand_job(client, suite, datasets, log)
                 log(f"{suite['name']}: search, {trials} trials")
                 result, seconds = search_job(client, suite, datasets, trials, log)
                 frontier = frontier_variants(client, result)
                 log(f"{suite['name']}: measuring parent, frontier and hand recipes side by side")
-                entry = compare(suite, result, frontier, hand, Path(tmp) / "data", threads)
+                entry = compare(
+                    suite, parent_sha256, result, frontier, hand, Path(tmp) / "data", threads
+                )
         finally:
             gateway.stop()
     entry["search"]["wall_s"] = round(seconds, 1)

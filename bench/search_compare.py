@@ -51,6 +51,7 @@ def _point(f: dict[str, Any]) -> tuple[float, float, float]:
 
 def compare(
     suite: dict[str, Any],
+    parent_sha256: str,
     result: jobs_pb2.SearchResult,
     frontier: list[tuple[jobs_pb2.SearchTrial, variants_pb2.Variant]],
     hand: list[variants_pb2.Variant],
@@ -69,7 +70,7 @@ def compare(
         measure_memory=False,
     )
     parent_m, measured = evaluate(
-        _artifact(suite["model"]),
+        _artifact(blobs.path(parent_sha256)),
         [_artifact(blobs.path(v.sha256)) for v in variants],
         dataset,
         settings,
