@@ -13,9 +13,9 @@ NeurIPS 2022, applied to the projection weights instead of mask values):
 right side from the parent on the same tokens, so the sum entering the LayerNorm matches
 the parent's and the error of earlier blocks is corrected as well. Blocks are fitted in
 order (attention, then FFN, layer by layer), each by ridge regression over the real
-(unmasked) tokens of the job's data. It takes seconds and lifts the pruned model's
-quality before distillation from a pooled cosine of ~0.57 to ~0.9 on MiniLM 50/50, so
-distillation starts near its goal.
+(unmasked) tokens of the job's data. It takes seconds and brings MiniLM with half its
+heads and FFN neurons from a pooled cosine of 0.655 to 0.902 on held-out sentences before
+any distillation (bench.transformers).
 
 Importing this module does not import torch.
 """
