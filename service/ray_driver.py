@@ -23,6 +23,8 @@ import logging
 import os
 import sys
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,7 @@ from service.worker import log_format, parse_args
 
 NAMESPACE = "pareto"
 CONNECT_TIMEOUT_S = 60.0  # ray.init retries for ever when the head does not answer
+CONNECT_RETRY_S = 40.0  # failed connections are tried again this long (within the above)
 WAIT_S = 0.5
 
 log = logging.getLogger("service.ray_driver")
@@ -71,14 +74,45 @@ def _connect(address: str) -> None:
     timer = threading.Timer(CONNECT_TIMEOUT_S, _give_up, (address,))
     timer.daemon = True
     timer.start()
-    ray.init(
-        address=address,
-        namespace=NAMESPACE,
-        log_to_driver=False,
-        logging_level=logging.WARNING,
-        configure_logging=False,
+    connect_with_retries(
+        lambda: ray.init(
+            address=address,
+            namespace=NAMESPACE,
+            log_to_driver=False,
+            logging_level=logging.WARNING,
+            configure_logging=False,
+        ),
+        ray.shutdown,
+        CONNECT_RETRY_S,
     )
     timer.cancel()
+
+
+def connect_with_retries(
+    init: Callable[[], object],
+    reset: Callable[[], object],
+    retry_for_s: float,
+    pause_s: float = 1.0,
+) -> None:
+    """`init()`, tried again after a ConnectionError for `retry_for_s` seconds.
+
+    Through Ray Client (ray://) the head starts a server process for each driver; when
+    that start fails ("Initialization failure from server: ... Starting Ray client server
+    failed", seen on a loaded machine for the first driver after a head starts), the
+    next try usually succeeds. Without retrying, such a blip would cost the job one of
+    its PARETO_JOB_MAX_ATTEMPTS. Other errors and the last ConnectionError propagate.
+    """
+    deadline = time.monotonic() + retry_for_s
+    while True:
+        try:
+            init()
+            return
+        except ConnectionError as exc:
+            if time.monotonic() + pause_s > deadline:
+                raise
+            log.warning("connecting to Ray failed, trying again: %s", " ".join(str(exc).split()))
+            reset()
+            time.sleep(pause_s)
 
 
 def _give_up(address: str) -> None:
