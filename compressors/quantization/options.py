@@ -9,12 +9,23 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import StringConstraints
+from pydantic import AfterValidator, StringConstraints
 
 from pareto_core.errors import InvalidArgument
 
 OpType = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_]*$", max_length=64)]
 NodeName = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+
+
+def _power_of_two(value: int) -> int:
+    if value & (value - 1):
+        raise ValueError(f"must be a power of two (16, 32, 64, ...), got {value}")
+    return value
+
+
+# Block sizes of block-wise quantization (MatMulNBits, GatherBlockQuantized); the range is
+# the field's own.
+PowerOfTwo = Annotated[int, AfterValidator(_power_of_two)]
 
 # Which registry of onnxruntime.quantization.registry says what a quantization mode handles.
 _REGISTRIES = {

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from compressors.base import (
     ROLE_CALIBRATION,
@@ -47,6 +47,7 @@ from compressors.graph.qdq import LINEAR_OPS
 from compressors.quantization.options import (
     NodeName,
     OpType,
+    PowerOfTwo,
     check_nodes,
     check_op_types,
     quantizable_ops,
@@ -119,7 +120,7 @@ class StaticConfig(TechniqueConfig):
         "embedding dimension (Gather + DequantizeLinear); block = one per embedding_block "
         "values of a row (GatherBlockQuantized, larger)",
     )
-    embedding_block: int = Field(
+    embedding_block: PowerOfTwo = Field(
         32, ge=16, le=1024, description="values per scale of the GatherBlockQuantized tables"
     )
     min_embedding_rows: int = Field(
@@ -143,13 +144,6 @@ class StaticConfig(TechniqueConfig):
         description="SmoothQuant: share of the activation range moved into the weights "
         "(0..1; MiniLM: 0.7); None = off",
     )
-
-    @field_validator("embedding_block")
-    @classmethod
-    def _power_of_two(cls, value: int) -> int:
-        if value & (value - 1):
-            raise ValueError(f"must be a power of two (16, 32, 64, ..., 1024), got {value}")
-        return value
 
     @model_validator(mode="after")
     def _options_need_their_method(self) -> StaticConfig:

@@ -21,7 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from compressors.base import (
     ROLE_CALIBRATION,
@@ -38,7 +38,7 @@ from compressors.graph.files import (
     require_fp32,
     size_report,
 )
-from compressors.quantization.options import NodeName, check_nodes
+from compressors.quantization.options import NodeName, PowerOfTwo, check_nodes
 from compressors.registry import register
 from pareto_core.errors import FailedPrecondition
 
@@ -52,7 +52,9 @@ class WeightOnlyConfig(TechniqueConfig):
 
     bits: Literal[4, 8] = 4
     algorithm: Literal["rtn", "hqq", "gptq"] = "rtn"
-    block_size: int = Field(32, ge=16, le=4096, description="weights per scale (power of two)")
+    block_size: PowerOfTwo = Field(
+        32, ge=16, le=4096, description="weights per scale (power of two)"
+    )
     symmetric: bool = Field(False, description="no zero points (rtn, gptq)")
     accuracy_level: Literal[0, 1, 2, 3, 4] = Field(
         4, description="MatMulNBits compute: 0 unset, 1 fp32, 2 fp16, 3 bf16, 4 int8"
@@ -66,13 +68,6 @@ class WeightOnlyConfig(TechniqueConfig):
     calibration_samples: int = Field(DEFAULT_SAMPLES, ge=1, le=100_000, description="gptq")
     batch_size: int = Field(16, ge=1, le=4096, description="gptq calibration batch size")
     damp: float = Field(DEFAULT_DAMP, gt=0.0, le=1.0, description="gptq: Hessian dampening")
-
-    @field_validator("block_size")
-    @classmethod
-    def _power_of_two(cls, value: int) -> int:
-        if value & (value - 1):
-            raise ValueError(f"must be a power of two (16, 32, 64, ...), got {value}")
-        return value
 
     @model_validator(mode="after")
     def _options_need_their_algorithm(self) -> WeightOnlyConfig:
