@@ -1,5 +1,5 @@
 """A real gateway on ephemeral loopback ports, with a fresh data dir per test, and the
-clients of it."""
+clients of it; a local Ray cluster per module for the Ray tests."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import tritonclient.grpc as tc
 from pareto_cli.client import ParetoClient
 from service.server import GatewayServer
 from tests.helpers.gateway_settings import make_settings
+from tests.helpers.ray_cluster import RayHead, ray_env, running_ray
 
 
 @pytest.fixture
@@ -47,3 +48,12 @@ def quiet_gateway(tmp_path: Path) -> Iterator[GatewayServer]:
     server.start()
     yield server
     server.stop(grace=1.0)
+
+
+@pytest.fixture(scope="module")
+def ray_head() -> Iterator[RayHead]:
+    """A local Ray cluster for the module's tests (started once per module that asks)."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in ray_env().items():  # for the job drivers the gateway starts
+            patch.setenv(name, value)
+        yield from running_ray()

@@ -40,17 +40,9 @@ from tests.helpers.jobs import (
     wait_for,
     watch,
 )
-from tests.helpers.ray_cluster import RayHead, free_port, ray_env, running_ray
+from tests.helpers.ray_cluster import RayHead, free_port
 
 GiB = 1024**3
-
-
-@pytest.fixture(scope="module")
-def ray_head() -> Iterator[RayHead]:
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in ray_env().items():  # for the job drivers the gateway starts
-            patch.setenv(name, value)
-        yield from running_ray()
 
 
 def ray_settings(data_dir: Path, database_url: str, address: str, **overrides: object):

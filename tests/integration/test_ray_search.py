@@ -23,7 +23,7 @@ from service.jobs.spawn import scratch_path
 from service.server import GatewayServer
 from tests.helpers.gateway_settings import make_settings
 from tests.helpers.jobs import get_job, wait_for, watch
-from tests.helpers.ray_cluster import RayHead, ray_env, running_ray
+from tests.helpers.ray_cluster import RayHead
 from tests.helpers.search import (
     check_frontier,
     counted,
@@ -35,14 +35,6 @@ from tests.helpers.search import (
 
 STATE = jobs_pb2.JobState
 GiB = 1024**3
-
-
-@pytest.fixture(scope="module")
-def ray_head() -> Iterator[RayHead]:
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in ray_env().items():  # for the job drivers the gateway starts
-            patch.setenv(name, value)
-        yield from running_ray()
 
 
 @pytest.fixture
