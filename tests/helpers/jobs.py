@@ -93,8 +93,9 @@ def upload_digits(client: ParetoClient, digits_model: BuiltModel) -> np.ndarray:
     return x
 
 
-def pid_of(pid_file: Path) -> int:
-    return int(wait_for(lambda: pid_file.is_file() and pid_file.read_text(), "the worker pid"))
+def pid_of(pid_file: Path, timeout_s: float = 60.0) -> int:
+    pid = wait_for(lambda: pid_file.is_file() and pid_file.read_text(), "the worker pid", timeout_s)
+    return int(pid)
 
 
 def is_gone(pid: int) -> bool:

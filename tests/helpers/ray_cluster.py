@@ -74,6 +74,7 @@ class RayHead:
         for option in ports:
             args += [option, str(free_port())]
         env = {**os.environ, **ray_env(), "AUTOSCALER_METRIC_PORT": str(free_port())}
+        env["GRPC_ENABLE_FORK_SUPPORT"] = "0"  # as the Kubernetes overlay's head (raycluster.yaml)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen(

@@ -43,6 +43,9 @@ from tests.helpers.jobs import (
 from tests.helpers.ray_cluster import RayHead, free_port
 
 GiB = 1024**3
+# A driver through Ray Client may need three connection tries of up to ~40 s each
+# (service/ray_driver.py connect_with_retries) before its actor starts.
+RAY_CLIENT_START_S = 180.0
 
 
 def ray_settings(data_dir: Path, database_url: str, address: str, **overrides: object):
@@ -125,9 +128,14 @@ def test_a_killed_ray_worker_is_retried_then_fails_with_the_reason(
     upload_digits(client, digits_model)
     pid_file = tmp_path / "actor.pid"
     job = create_job(client, slow_recipe(120, pid_file))
-    first = pid_of(pid_file)
+    first = pid_of(pid_file, RAY_CLIENT_START_S)
     os.kill(first, signal.SIGKILL)  # the Ray worker hosting the job's actor
-    second = int(wait_for(lambda: pid_of(pid_file) != first and pid_of(pid_file), "a rerun"))
+
+    def rerun_pid() -> int | None:
+        pid = pid_of(pid_file)
+        return pid if pid != first else None
+
+    second = int(wait_for(rerun_pid, "a rerun", RAY_CLIENT_START_S))
     rerun = get_job(client, job.id)
     assert (rerun.state, rerun.attempts) == (STATE.JOB_STATE_RUNNING, 2)
     os.kill(second, signal.SIGKILL)
