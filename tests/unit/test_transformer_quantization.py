@@ -230,6 +230,33 @@ def test_weight_only_hqq_and_embeddings_never(minilm, texts, tmp_path) -> None:
     assert embedding_cosine(result.artifact.path, minilm.path, texts[1]) >= 0.95
 
 
+def test_without_the_block_lookup_kernel_tables_go_to_8_bits_per_column(
+    minilm, texts, tmp_path, monkeypatch
+) -> None:
+    """An ONNX Runtime without a CPU GatherBlockQuantized kernel (a stand-in: the installed
+    one has it): quantize.static stores every table 8-bit per column (standard ONNX ops)
+    and says why; quantize.weight_only leaves the tables float, or refuses with 'always'."""
+    from compressors.quantization import embeddings
+
+    monkeypatch.setattr(embeddings, "runtime_support", lambda: "stand-in: no kernel")
+    static = apply("quantize.static", minilm, tmp_path / "s", {"calibration_samples": 8}, texts[0])
+    report = static.report["embeddings"]
+    assert {t["table"].split(".")[-2]: t["bits"] for t in report["quantized"]} == {
+        "position_embeddings": 8,
+        "word_embeddings": 8,
+        "token_type_embeddings": 8,
+    }
+    assert report["per_column_because"] == "stand-in: no kernel"
+    assert "GatherBlockQuantized" not in ops(static.artifact.path)
+    assert embedding_cosine(static.artifact.path, minilm.path, texts[1]) >= 0.99
+
+    auto = apply("quantize.weight_only", minilm, tmp_path / "auto", {"algorithm": "rtn"})
+    assert auto.report["embeddings"] == {"quantized": [], "reason": "stand-in: no kernel"}
+    assert "GatherBlockQuantized" not in ops(auto.artifact.path)
+    with pytest.raises(FailedPrecondition, match="embeddings 'always', but stand-in: no kernel"):
+        apply("quantize.weight_only", minilm, tmp_path / "always", {"embeddings": "always"})
+
+
 def test_gptq_needs_a_calibration_dataset(minilm, tmp_path) -> None:
     with pytest.raises(FailedPrecondition, match="'calibration' dataset"):
         apply("quantize.weight_only", minilm, tmp_path, {"algorithm": "gptq"})
